@@ -1,0 +1,258 @@
+"""Per-object glimpse networks of MLP-SQAIR and the additive renderer (spec §2.4, §2.5).
+
+* `GlimpseEncoder` ("AIREncoder", one instance shared by DISC and PROP): flattened G×G×C glimpse, optionally
+  multiplied by a soft mask → MLP (256, 256, ELU) → Linear 2·|z_what| → location and
+  std = softplus(·) + 0.01 of a diagonal Gaussian over z_what.
+* `GlimpseMask` (PROP only): MLP (128, ELU) → G·G sigmoid on the object's temporal state, output bias
+  initialised to 1, so that PROP can attend to its own object inside a crowded glimpse.
+* `GlimpseDecoder`: z_what → MLP (256, 256, ELU) → Linear G·G·C, times a learnable scalar `output_scale`
+  (init 0.25). Linear output: no sigmoid and no clipping, intensities are unbounded (spec §2.4, §7.8).
+* `compose` / `Renderer`: inverse-warp every slot's glimpse into the canvas, multiply by z_pres, sum over the
+  N slots (additive composition), and add the learnable mean image only where something was written,
+  m = sigmoid(−10 + 20·Σ_n z_pres_n·render(1)_n).
+
+Glimpse extraction itself (image + z_where → glimpse) is `spatial_transformer.extract_glimpses`; callers
+extract, then encode, which keeps the encoder a plain network that DISC and PROP share.
+
+All layers emit tensors (locations and scales, never distributions, conventions §5). Sizes are constructor
+arguments so tests can use a tiny configuration; the defaults are the paper's (50×50×1 images, G = 20,
+|z_what| = 50, hidden 256).
+"""
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sqair_tf import networks
+from sqair_tf import spatial_transformer
+
+# Written-mask sharpness (spec §2.4): m = sigmoid(_MASK_OFFSET + _MASK_GAIN·coverage), ≈4.5e-5 where nothing
+# is written and ≈1 inside any present glimpse.
+_MASK_OFFSET = -10.0
+_MASK_GAIN = 20.0
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return int(value)
+
+
+class GlimpseEncoder(keras.layers.Layer):
+    """Glimpse → Gaussian posterior statistics of z_what (spec §2.5, "AIREncoder").
+
+    Args:
+      glimpse_size: G.
+      num_channels: C.
+      z_what_dim: |z_what| (50 in the paper).
+      hidden_sizes: ELU hidden layers of the MLP ((256, 256) in the paper).
+      min_std: constant added to the softplus std (0.01, non-trainable).
+
+    Call:
+      glimpses: [..., G, G, C].
+      glimpse_mask: optional [..., G, G, 1] (or [..., G, G, C]) soft mask multiplied into the glimpse
+        (PROP, spec §2.5).
+    Returns:
+      (loc [..., z_what_dim], scale [..., z_what_dim]).
+    """
+
+    def __init__(
+        self,
+        glimpse_size: int = 20,
+        num_channels: int = 1,
+        z_what_dim: int = 50,
+        hidden_sizes: Sequence[int] = (256, 256),
+        min_std: float = 0.01,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.glimpse_size = _check_positive_int(glimpse_size, "glimpse_size")
+        self.num_channels = _check_positive_int(num_channels, "num_channels")
+        self.z_what_dim = _check_positive_int(z_what_dim, "z_what_dim")
+        if min_std < 0:
+            raise ValueError(f"min_std must be >= 0, got {min_std}.")
+        self.min_std = float(min_std)
+        self.mlp = networks.MLP(
+            hidden_sizes, output_size=2 * z_what_dim, name="mlp", dtype=self.dtype_policy
+        )
+
+    def call(
+        self, glimpses: tf.Tensor, glimpse_mask: Optional[tf.Tensor] = None
+    ) -> Tuple[tf.Tensor, tf.Tensor]:
+        g, c = self.glimpse_size, self.num_channels
+        if glimpses.shape[-3:] != (g, g, c):
+            raise ValueError(f"Expected glimpses of shape [..., {g}, {g}, {c}], got {glimpses.shape}.")
+        if glimpse_mask is not None:
+            glimpses = glimpses * glimpse_mask  # [..., G, G, C]
+        leading = tf.shape(glimpses)[:-3]
+        flat = tf.reshape(glimpses, tf.concat([leading, [g * g * c]], axis=0))  # [..., G·G·C]
+        stats = self.mlp(flat)  # [..., 2·z_what_dim]
+        loc, scale_logit = tf.split(stats, 2, axis=-1)  # [..., z_what_dim] each
+        return loc, tf.nn.softplus(scale_logit) + self.min_std
+
+
+class GlimpseMask(keras.layers.Layer):
+    """Temporal state → soft G×G attention mask over a glimpse (spec §2.5, PROP only).
+
+    Args:
+      glimpse_size: G.
+      hidden_sizes: ELU hidden layers ((128,) in the paper).
+      output_bias_init: initial bias of the sigmoid output (1 in the original: the mask starts ≈0.73).
+
+    Call: `temporal_state` [..., D] (the object's temporal GRU state from t−1) -> [..., G, G, 1], broadcast
+    over the glimpse channels.
+    """
+
+    def __init__(
+        self,
+        glimpse_size: int = 20,
+        hidden_sizes: Sequence[int] = (128,),
+        output_bias_init: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.glimpse_size = _check_positive_int(glimpse_size, "glimpse_size")
+        self.mlp = networks.MLP(
+            hidden_sizes,
+            output_size=glimpse_size * glimpse_size,
+            output_bias_init=output_bias_init,
+            output_activation="sigmoid",
+            name="mlp",
+            dtype=self.dtype_policy,
+        )
+
+    def call(self, temporal_state: tf.Tensor) -> tf.Tensor:
+        g = self.glimpse_size
+        mask = self.mlp(temporal_state)  # [..., G·G]
+        leading = tf.shape(mask)[:-1]
+        return tf.reshape(mask, tf.concat([leading, [g, g, 1]], axis=0))  # [..., G, G, 1]
+
+
+class GlimpseDecoder(keras.layers.Layer):
+    """z_what → glimpse intensities (spec §2.4).
+
+    Args:
+      glimpse_size: G.
+      num_channels: C.
+      hidden_sizes: ELU hidden layers ((256, 256) in the paper).
+      output_scale_init: initial value of the learnable scalar multiplying the linear output (0.25).
+
+    Call: `z_what` [..., z_what_dim] -> [..., G, G, C], linear (unbounded) intensities × output_scale.
+    """
+
+    def __init__(
+        self,
+        glimpse_size: int = 20,
+        num_channels: int = 1,
+        hidden_sizes: Sequence[int] = (256, 256),
+        output_scale_init: float = 0.25,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.glimpse_size = _check_positive_int(glimpse_size, "glimpse_size")
+        self.num_channels = _check_positive_int(num_channels, "num_channels")
+        self.mlp = networks.MLP(
+            hidden_sizes,
+            output_size=glimpse_size * glimpse_size * num_channels,
+            name="mlp",
+            dtype=self.dtype_policy,
+        )
+        self.output_scale = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(float(output_scale_init)),
+            name="output_scale",
+        )
+
+    def call(self, z_what: tf.Tensor) -> tf.Tensor:
+        g, c = self.glimpse_size, self.num_channels
+        flat = self.mlp(z_what) * self.output_scale  # [..., G·G·C]
+        leading = tf.shape(flat)[:-1]
+        return tf.reshape(flat, tf.concat([leading, [g, g, c]], axis=0))  # [..., G, G, C]
+
+
+def compose(
+    glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, mean_image: tf.Tensor
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Additive composition of N object glimpses plus the mean image under the written mask (spec §2.4).
+
+    canvas = Σ_n z_pres_n · render(glimpse_n, z_where_n) + mean_image · m,
+    m      = sigmoid(−10 + 20 · Σ_n z_pres_n · render(ones, z_where_n)).
+
+    Absent slots (z_pres = 0) contribute nothing to either sum; with no object present the canvas is
+    mean_image · sigmoid(−10) everywhere.
+
+    Args:
+      glimpses: [..., N, G, G, C] decoded glimpses (in the model [BK, N, G, G, C]).
+      z_where: [..., N, 4] where logits (s_x, s_y, t_x, t_y).
+      z_pres: [..., N] presence in {0, 1} (any float weight works).
+      mean_image: [H, W, C] (or broadcastable to [..., H, W, C]); its spatial size sets the canvas size.
+
+    Returns:
+      canvas: [..., H, W, C], the mean of the Gaussian likelihood.
+      written_mask: [..., H, W, 1], m above.
+    """
+    glimpses = tf.convert_to_tensor(glimpses)
+    dtype = glimpses.dtype
+    z_where = tf.cast(z_where, dtype)
+    z_pres = tf.cast(z_pres, dtype)
+    mean_image = tf.cast(mean_image, dtype)
+    height, width = mean_image.shape[-3], mean_image.shape[-2]
+    num_channels = glimpses.shape[-1]
+    # Render the glimpses and an all-ones glimpse together: one set of interpolation kernels for both.
+    with_ones = tf.concat([glimpses, tf.ones_like(glimpses[..., :1])], axis=-1)  # [..., N, G, G, C+1]
+    rendered = spatial_transformer.render_glimpses(with_ones, z_where, (height, width))  # [..., N, H, W, C+1]
+    rendered = rendered * z_pres[..., None, None, None]  # [..., N, H, W, C+1]
+    summed = tf.reduce_sum(rendered, axis=-4)  # [..., H, W, C+1]
+    canvas, coverage = summed[..., :num_channels], summed[..., num_channels:]  # [..., H, W, C], [..., H, W, 1]
+    written_mask = tf.sigmoid(_MASK_OFFSET + _MASK_GAIN * coverage)  # [..., H, W, 1]
+    return canvas + mean_image * written_mask, written_mask
+
+
+class Renderer(keras.layers.Layer):
+    """Owns the learnable mean image and composes object glimpses into the canvas (spec §2.4).
+
+    Args:
+      image_shape: (H, W, C) of the canvas.
+      mean_image_init: optional [H, W, C] array, the initial mean image (the original uses the per-pixel
+        mean of all training frames); zeros if None.
+
+    Call:
+      glimpses: [..., N, G, G, C]; z_where: [..., N, 4] logits; z_pres: [..., N].
+    Returns:
+      canvas [..., H, W, C] (see `compose`).
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (50, 50, 1),
+        mean_image_init: Optional[np.ndarray] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (H, W, C), got {image_shape}.")
+        for name, value in zip(("H", "W", "C"), image_shape):
+            _check_positive_int(value, f"image_shape {name}")
+        if image_shape[0] < 2 or image_shape[1] < 2:
+            raise ValueError(f"image_shape must be at least 2x2, got {image_shape}.")
+        self.image_shape = tuple(int(v) for v in image_shape)
+        if mean_image_init is None:
+            initializer = "zeros"
+        else:
+            mean_image_init = np.asarray(mean_image_init)
+            if mean_image_init.shape != self.image_shape:
+                raise ValueError(
+                    f"mean_image_init has shape {mean_image_init.shape}, expected {self.image_shape}."
+                )
+
+            def initializer(shape, dtype=None):
+                return tf.constant(mean_image_init, dtype=dtype, shape=shape)
+
+        self.mean_image = self.add_weight(shape=self.image_shape, initializer=initializer, name="mean_image")
+        self.built = True
+
+    def call(self, glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor) -> tf.Tensor:
+        canvas, _ = compose(glimpses, z_where, z_pres, self.mean_image)
+        return canvas  # [..., H, W, C]

@@ -1,0 +1,140 @@
+"""SQAIR over whole sequences: inference with K particles, conditional generation and prior samples.
+
+The model's public boundary is batch-major ([B, T, H, W, C] frames); inside, everything is time-major with the K
+particles of each sequence folded into the batch as b·K + k (BUILD.md). One `tf.while_loop` runs the time steps;
+its per-step outputs are stacked with TensorArrays keyed by name (no positional lists), so adding an output means
+adding one entry to `timestep.INFERENCE_OUTPUTS`.
+
+Sampling is driven by explicit int32 [2] stateless seeds: the seed of step t is `stateless_fold_in(seed, t)`, so a
+forward pass is a deterministic function of (weights, frames, seed).
+"""
+
+import keras
+import tensorflow as tf
+
+from sqair_tf import timestep
+
+
+def unroll(step_fn, initial_state, num_steps, output_dtypes):
+    """Runs `step_fn(t, state) -> (outputs, new_state)` for t = 0..num_steps−1 in a `tf.while_loop`.
+
+    Args:
+      step_fn: per-step function; `outputs` is a dict with (at least) the keys of `output_dtypes`.
+      initial_state: any nest of tensors with fixed shapes.
+      num_steps: int or scalar int32 tensor. A static value also bounds the loop (`maximum_iterations`), which
+        XLA needs to differentiate through it (stack_notes: "gradients through a while loop need a static bound").
+      output_dtypes: dict key → dtype of the outputs to stack.
+
+    Returns:
+      (outputs, final_state): outputs maps each key to a time-major tensor [T, ...].
+    """
+    static_steps = tf.get_static_value(num_steps)
+    arrays = {key: tf.TensorArray(dtype, size=num_steps) for key, dtype in output_dtypes.items()}
+
+    def body(t, state, arrays):
+        outputs, new_state = step_fn(t, state)
+        arrays = {key: arrays[key].write(t, outputs[key]) for key in arrays}
+        return t + 1, new_state, arrays
+
+    _, final_state, arrays = tf.while_loop(
+        lambda t, state, arrays: t < num_steps, body, (tf.constant(0), initial_state, arrays),
+        maximum_iterations=None if static_steps is None else int(static_steps))
+    return {key: array.stack() for key, array in arrays.items()}, final_state
+
+
+def sequence_log_weights(outputs, num_particles):
+    """Sums the per-step log weights over time and splits the particles: [T, B·K] → [B, K]."""
+    return tf.reshape(tf.reduce_sum(outputs["log_weight"], axis=0), [-1, num_particles])
+
+
+class SQAIR(keras.Model):
+    """MLP-SQAIR (Kosiorek et al. 2018) as a Keras model.
+
+    Args:
+      config: a `sqair_tf.config.ModelConfig`.
+      mean_image: optional [H, W, C] initial value of the learnable mean image (the per-pixel mean of the
+        training frames, stored as `mean_frame` in a data manifest); zeros if None.
+
+    Call: `model(frames, seed=seed, num_particles=K)` with frames float32 [B, T, H, W, C] in [0, 1] and seed
+    int32 [2]. Returns a dict of time-major tensors, particles folded into the batch (index b·K + k):
+
+      canvas            [T, BK, H, W, C]  reconstruction: the mean of p(x_t | z_t)
+      glimpses          [T, BK, N, G, G, C] decoded glimpse of each slot (before rendering)
+      log_likelihood    [T, BK]  log p(x_t | z_t), summed over pixels
+      log_p_continuous  [T, BK]  log p of z_what, z_where (propagation prior + DISC priors), presence-masked
+      log_p_discrete    [T, BK]  log p of presence (propagation prior) + log p(n) of the DISC count
+      log_q_continuous  [T, BK]  log q of z_what, z_where, presence-masked (spec §7.2)
+      log_q_discrete    [T, BK]  log q of PROP presences + log q(n) of DISC (VIMCO's discrete log-prob)
+      log_weight        [T, BK]  log w_t = log_likelihood + log p − log q
+      z_what [T, BK, N, D], z_where [T, BK, N, 4], z_pres [T, BK, N], presence_prob [T, BK, N]
+      object_ids        int32 [T, BK, N]  (−1 for empty slots)
+      num_objects       int32 [T, BK]     present slots (the inferred count)
+      boxes             [T, BK, N, 4]     (y_min, x_min, y_max, x_max) in pixels
+    """
+
+    def __init__(self, config, mean_image=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.cell = timestep.SQAIRCell(config, mean_image, name="sqair_cell")
+
+    def _check_frames(self, frames):
+        frames = tf.convert_to_tensor(frames, tf.float32)
+        if frames.shape.rank != 5 or tuple(frames.shape[2:]) != self.config.image_shape:
+            raise ValueError(f"frames must have shape [B, T, {', '.join(map(str, self.config.image_shape))}], "
+                             f"got {frames.shape}")
+        return frames
+
+    def call(self, frames, seed, num_particles=1):
+        frames = self._check_frames(frames)
+        outputs, _ = self._infer(frames, seed, num_particles)
+        return outputs
+
+    def _infer(self, frames, seed, num_particles):
+        tiled = tf.repeat(frames, num_particles, axis=0)  # [BK, T, H, W, C], particles contiguous
+        frames_tm = tf.transpose(tiled, [1, 0, 2, 3, 4])  # [T, BK, H, W, C]
+        num_steps = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
+
+        def step(t, state):
+            seed_t = tf.random.experimental.stateless_fold_in(seed, t)
+            return self.cell.inference_step(frames_tm[t], state, t, seed_t)
+
+        batch = tiled.shape[0] if tiled.shape[0] is not None else tf.shape(tiled)[0]  # Static for XLA grads.
+        return unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)
+
+    def _imagine(self, state, first_step, num_steps, seed, discover):
+        def step(t, state):
+            seed_t = tf.random.experimental.stateless_fold_in(seed, first_step + t)
+            return self.cell.prior_step(state, first_step + t, seed_t, discover=discover)
+
+        return unroll(step, state, num_steps, timestep.PRIOR_OUTPUTS)
+
+    def generate(self, frames, num_steps, seed, discover=False):
+        """Conditional generation (paper Fig. 6): infer from the observed frames, then run the priors.
+
+        Args:
+          frames: [B, T_obs, H, W, C] observed frames (T_obs ≥ 1).
+          num_steps: number of frames to imagine after the observed ones.
+          seed: int32 [2].
+          discover: whether new objects may appear while imagining. The original switches discovery off when
+            generating (spec §6); both are offered.
+
+        Returns:
+          (observed, generated): dicts of time-major tensors. `observed` as `call` with K = 1; `generated` has
+          `canvas` [num_steps, B, H, W, C] and the latents/ids/boxes of `timestep.PRIOR_OUTPUTS`.
+        """
+        frames = self._check_frames(frames)
+        seed_infer, seed_imagine = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        observed, state = self._infer(frames, seed_infer, 1)
+        first = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
+        generated, _ = self._imagine(state, first, num_steps, seed_imagine, discover)
+        return observed, generated
+
+    def sample(self, num_sequences, num_steps, seed):
+        """Unconditional samples from the prior, discovery on (paper Fig. 5).
+
+        Returns a dict of time-major tensors with the keys of `timestep.PRIOR_OUTPUTS`, canvas
+        [num_steps, num_sequences, H, W, C].
+        """
+        state = self.cell.initial_state(num_sequences)
+        generated, _ = self._imagine(state, 0, num_steps, seed, discover=True)
+        return generated

@@ -1,0 +1,233 @@
+"""One SQAIR time step: propagate, discover, merge, render, weigh (paper §3, Algorithm 1; spec §2.11).
+
+`SQAIRCell` owns every network of the model and offers two step functions over the same object state:
+
+* `inference_step(image, state, t, seed)`: the posterior step used for training and evaluation. Order (spec
+  §2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated objects and the expected
+  count ĉ_t; DISC inference and the DISC priors; merge (present first, truncate to N, ids); decode; the per-step log
+  weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t, z_{t−1}).
+* `prior_step(state, t, seed, discover)`: one step of the generative model alone (paper Figs. 5, 6): propagation
+  from the propagation prior and, if `discover`, new objects from the DISC priors.
+
+The state carried between steps is an `ObjectState` of N slots per particle; every tensor has leading axis BK.
+"""
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from sqair_tf import discovery as discovery_lib
+from sqair_tf import glimpse as glimpse_lib
+from sqair_tf import merge as merge_lib
+from sqair_tf import networks
+from sqair_tf import presence as presence_lib
+from sqair_tf import priors as priors_lib
+from sqair_tf import propagation as propagation_lib
+from sqair_tf import spatial_transformer
+
+tfd = tfp.distributions
+
+
+class ObjectState(NamedTuple):
+    """The N object slots carried from t−1 to t (present objects first, spec §2.10).
+
+    Attributes:
+      z_what: [BK, N, D]; z_where: [BK, N, 4] (logits s_x, s_y, t_x, t_y); z_pres: [BK, N] in {0, 1}.
+      object_ids: int32 [BK, N], −1 for empty slots; last_used_id: int32 [BK].
+      prior_state: [BK, N, U] propagation-prior GRU states; temporal_state: [BK, N, U] PROP temporal GRU states.
+    """
+
+    z_what: tf.Tensor
+    z_where: tf.Tensor
+    z_pres: tf.Tensor
+    object_ids: tf.Tensor
+    last_used_id: tf.Tensor
+    prior_state: tf.Tensor
+    temporal_state: tf.Tensor
+
+
+# Per-step outputs and their dtypes; the sequence unroller stacks them over time into [T, BK, ...].
+INFERENCE_OUTPUTS = {
+    "canvas": tf.float32, "log_likelihood": tf.float32,
+    "log_p_continuous": tf.float32, "log_p_discrete": tf.float32,
+    "log_q_continuous": tf.float32, "log_q_discrete": tf.float32, "log_weight": tf.float32,
+    "z_what": tf.float32, "z_where": tf.float32, "z_pres": tf.float32, "presence_prob": tf.float32,
+    "object_ids": tf.int32, "num_objects": tf.int32, "boxes": tf.float32, "glimpses": tf.float32,
+}
+PRIOR_OUTPUTS = {key: INFERENCE_OUTPUTS[key] for key in (
+    "canvas", "z_what", "z_where", "z_pres", "presence_prob", "object_ids", "num_objects", "boxes")}
+
+
+class SQAIRCell(keras.layers.Layer):
+    """All networks of MLP-SQAIR and its two step functions.
+
+    Args:
+      config: a `ModelConfig`.
+      mean_image: optional [H, W, C] initial value of the learnable mean image (the per-pixel mean of the training
+        frames in the original, spec §2.4); zeros if None.
+    """
+
+    def __init__(self, config, mean_image=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        h, d, g, c = config.hidden_size, config.z_what_dim, config.glimpse_size, config.image_shape[2]
+        # Shared by DISC and PROP (spec §7.12).
+        self.glimpse_encoder = glimpse_lib.GlimpseEncoder(g, c, d, (h, h), config.min_std, name="glimpse_encoder")
+        self.glimpse_mask = glimpse_lib.GlimpseMask(g, (config.small_hidden_size,), config.mask_bias_init,
+                                                    name="glimpse_mask")
+        self.discovery = discovery_lib.DiscoveryCore(config, self.glimpse_encoder, name="discovery")
+        self.propagation = propagation_lib.PropagationCore(config, self.glimpse_encoder, self.glimpse_mask,
+                                                           name="propagation")
+        self.propagation_prior = priors_lib.PropagationPrior(
+            z_what_dim=d, hidden_size=h, presence_logit_bias=config.prop_prior_presence_bias,
+            min_std=config.min_std, name="propagation_prior")
+        self.discovery_where_prior = priors_lib.DiscoveryWherePrior(
+            num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
+            min_std=config.min_std, name="discovery_where_prior")
+        self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
+                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
+        self.latent_summary = priors_lib.LatentSummary(hidden_size=h, name="latent_summary")
+        self.initial_temporal_state = networks.TrainableInitialState(h, name="initial_temporal_state")
+        self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, name="decoder")
+        self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
+
+    # ----------------------------------------------------------------------------------------------------------
+    def initial_state(self, batch_size) -> ObjectState:
+        """No objects before the first frame (spec §2.10: t = 0 sees all-zero latents with z_pres = 0)."""
+        cfg = self.config
+        n = cfg.num_slots
+        return ObjectState(
+            z_what=tf.zeros([batch_size, n, cfg.z_what_dim]),
+            z_where=tf.zeros([batch_size, n, 4]),
+            z_pres=tf.zeros([batch_size, n]),
+            object_ids=merge_lib.initial_object_ids(batch_size, n),
+            last_used_id=merge_lib.initial_last_used_id(batch_size),
+            prior_state=self._new_object_states(self.propagation_prior.initial_state, batch_size),
+            temporal_state=self._new_object_states(self.initial_temporal_state.initial_state, batch_size))
+
+    def _new_object_states(self, initial_state_fn, batch_size):
+        """The trainable initial GRU state of a new object, for N slots: [BK, N, U]."""
+        state = initial_state_fn(batch_size)  # [BK, U]
+        return tf.tile(state[:, None], [1, self.config.num_slots, 1])
+
+    def _decode(self, objects):
+        """Glimpses [BK, N, G, G, C] and canvas [BK, H, W, C] of the merged objects (spec §2.4)."""
+        glimpses = self.decoder(objects["z_what"])  # [BK, N, G, G, C]
+        canvas = self.renderer(glimpses, objects["z_where"], objects["z_pres"])  # [BK, H, W, C]
+        return glimpses, canvas
+
+    def _merge_and_describe(self, state, propagated, discovered):
+        """Merges PROP and DISC candidates; returns the next state and the per-step description outputs."""
+        merged = merge_lib.merge_objects(propagated, discovered, state.object_ids, state.last_used_id)
+        objects = merged.objects
+        glimpses, canvas = self._decode(objects)
+        new_state = ObjectState(objects["z_what"], objects["z_where"], objects["z_pres"], merged.object_ids,
+                                merged.last_used_id, objects["prior_state"], objects["temporal_state"])
+        described = {
+            "canvas": canvas,
+            "glimpses": glimpses,
+            "z_what": objects["z_what"],
+            "z_where": objects["z_where"],
+            "z_pres": objects["z_pres"],
+            "presence_prob": objects["presence_prob"],
+            "object_ids": merged.object_ids,
+            "num_objects": tf.cast(tf.reduce_sum(objects["z_pres"], axis=1), tf.int32),
+            "boxes": spatial_transformer.boxes_from_where(objects["z_where"], self.config.image_shape[:2]),
+        }
+        return new_state, described
+
+    # ----------------------------------------------------------------------------------------------------------
+    def inference_step(self, image, state: ObjectState, t, seed):
+        """One posterior step (spec §2.11).
+
+        Args:
+          image: [BK, H, W, C] the frame x_t.
+          state: the `ObjectState` at t−1.
+          t: scalar int32 time index (the count prior's t > 0 bias, spec §2.7).
+          seed: int32 [2].
+
+        Returns:
+          (outputs, new_state): outputs is a dict with the keys of `INFERENCE_OUTPUTS` (per-example terms [BK],
+          per-slot latents [BK, N, ...], canvas [BK, H, W, C], glimpses [BK, N, G, G, C]).
+        """
+        cfg = self.config
+        batch = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]  # Static for XLA grads.
+        seed_prop, seed_disc = tfp.random.split_seed(seed, 2)
+
+        # 1. Propagation prior from z_{t−1}; 2. PROP inference.
+        prior = self.propagation_prior(state.z_what, state.z_where, state.z_pres, state.prior_state)
+        prop = self.propagation(image, state.z_what, state.z_where, state.z_pres, state.temporal_state, seed_prop)
+        prop_log_p = priors_lib.propagation_prior_log_prob_parts(
+            prior, prop["z_what"], prop["z_where"], prop["z_pres"], state.z_pres)
+
+        # 3. What DISC is conditioned on: c_t (inference and where prior) and ĉ_t (priors).
+        summary = self.latent_summary(prop["z_what"], prop["z_where"], prop["z_pres"])  # [BK, 256]
+        expected_count = presence_lib.expected_prop_count(prior["presence_logit"])  # [BK, 1]
+
+        # 4. DISC inference and the DISC priors.
+        disc = self.discovery(image, summary, seed_disc)
+        where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
+        count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
+        disc_log_p = priors_lib.discovery_prior_log_prob_parts(
+            disc["z_what"], where_log_p, disc["z_pres"], count_logits)
+
+        # 5. Merge, truncate, ids; 6. decode and the likelihood.
+        keys = ("z_what", "z_where", "z_pres", "presence_prob")
+        propagated = {k: prop[k] for k in keys}
+        propagated.update(prior_state=prior["prior_state"], temporal_state=prop["temporal_state"])
+        discovered = {k: disc[k] for k in keys}
+        discovered.update(
+            prior_state=self._new_object_states(self.propagation_prior.initial_state, batch),
+            temporal_state=self._new_object_states(self.initial_temporal_state.initial_state, batch))
+        new_state, outputs = self._merge_and_describe(state, propagated, discovered)
+        log_likelihood = tf.reduce_sum(
+            tfd.Normal(outputs["canvas"], cfg.output_std).log_prob(image), axis=[1, 2, 3])  # [BK]
+
+        # 7. The per-step log weight. Truncated DISC objects keep their terms (spec §2.10 step 4, §7.1).
+        outputs.update(
+            log_likelihood=log_likelihood,
+            log_p_continuous=prop_log_p.continuous + disc_log_p.continuous,
+            log_p_discrete=prop_log_p.discrete + disc_log_p.discrete,
+            log_q_continuous=prop["log_q_continuous"] + disc["log_q_continuous"],
+            log_q_discrete=prop["log_q_discrete"] + disc["log_q_discrete"])
+        outputs["log_weight"] = (log_likelihood + outputs["log_p_continuous"] + outputs["log_p_discrete"]
+                                 - outputs["log_q_continuous"] - outputs["log_q_discrete"])
+        return outputs, new_state
+
+    def prior_step(self, state: ObjectState, t, seed, discover=True):
+        """One step of the generative model (propagation prior, then the DISC priors if `discover`).
+
+        Returns (outputs, new_state), outputs with the keys of `PRIOR_OUTPUTS`.
+        """
+        cfg = self.config
+        n = cfg.num_slots
+        batch = state.z_pres.shape[0] if state.z_pres.shape[0] is not None else tf.shape(state.z_pres)[0]
+        seeds = tfp.random.split_seed(seed, 6)
+        prior = self.propagation_prior(state.z_what, state.z_where, state.z_pres, state.prior_state)
+        prop_pres = presence_lib.sample_presence(prior["presence_logit"], state.z_pres, seeds[0])  # [BK, N]
+        propagated = dict(
+            z_what=discovery_lib.gaussian_sample(prior["what_loc"], prior["what_scale"], seeds[1]),
+            z_where=discovery_lib.gaussian_sample(prior["where_loc"], prior["where_scale"], seeds[2]),
+            z_pres=prop_pres, presence_prob=tf.sigmoid(prior["presence_logit"]),
+            prior_state=prior["prior_state"], temporal_state=state.temporal_state)
+
+        summary = self.latent_summary(propagated["z_what"], propagated["z_where"], prop_pres)  # [BK, 256]
+        expected_count = presence_lib.expected_prop_count(prior["presence_logit"])  # [BK, 1]
+        count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
+        num_new = tfd.Categorical(logits=count_logits).sample(seed=seeds[3])  # [BK]
+        if not discover:
+            num_new = tf.zeros_like(num_new)
+        disc_pres = tf.cast(tf.range(n)[None, :] < num_new[:, None], tf.float32)  # [BK, N]: the first n slots.
+        disc_where, _, _ = self.discovery_where_prior.sample(summary, expected_count, seeds[4])  # [BK, N, 4]
+        discovered = dict(
+            z_what=tf.random.stateless_normal([batch, n, cfg.z_what_dim], seed=seeds[5]),
+            z_where=disc_where, z_pres=disc_pres,
+            # P(n > k) under the count prior: the prior probability that slot k holds a new object.
+            presence_prob=1.0 - tf.cumsum(tf.nn.softmax(count_logits), axis=1)[:, :n],
+            prior_state=self._new_object_states(self.propagation_prior.initial_state, batch),
+            temporal_state=self._new_object_states(self.initial_temporal_state.initial_state, batch))
+        new_state, outputs = self._merge_and_describe(state, propagated, discovered)
+        outputs.pop("glimpses")
+        return outputs, new_state

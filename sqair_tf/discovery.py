@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from sqair_tf import networks
 from sqair_tf import presence as presence_lib
+from sqair_tf.priors import diag_normal_log_prob
 from sqair_tf import spatial_transformer
 
 tfd = tfp.distributions
@@ -23,11 +24,6 @@ tfd = tfp.distributions
 def gaussian_sample(loc, scale, seed):
     """Reparameterised sample loc + scale·ε with a stateless seed (int32 [2])."""
     return loc + scale * tf.random.stateless_normal(tf.shape(loc), seed=seed, dtype=loc.dtype)
-
-
-def diag_normal_log_prob(value, loc, scale):
-    """log N(value; loc, diag(scale²)) summed over the last axis."""
-    return tf.reduce_sum(tfd.Normal(loc, scale).log_prob(value), axis=-1)
 
 
 class DiscoveryCore(keras.layers.Layer):

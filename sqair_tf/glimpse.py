@@ -33,12 +33,6 @@ _MASK_OFFSET = -10.0
 _MASK_GAIN = 20.0
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
-
-
 class GlimpseEncoder(keras.layers.Layer):
     """Glimpse → Gaussian posterior statistics of z_what (spec §2.5, "AIREncoder").
 
@@ -67,9 +61,9 @@ class GlimpseEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.glimpse_size = _check_positive_int(glimpse_size, "glimpse_size")
-        self.num_channels = _check_positive_int(num_channels, "num_channels")
-        self.z_what_dim = _check_positive_int(z_what_dim, "z_what_dim")
+        self.glimpse_size = networks.check_positive_int(glimpse_size, "glimpse_size")
+        self.num_channels = networks.check_positive_int(num_channels, "num_channels")
+        self.z_what_dim = networks.check_positive_int(z_what_dim, "z_what_dim")
         if min_std < 0:
             raise ValueError(f"min_std must be >= 0, got {min_std}.")
         self.min_std = float(min_std)
@@ -112,7 +106,7 @@ class GlimpseMask(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.glimpse_size = _check_positive_int(glimpse_size, "glimpse_size")
+        self.glimpse_size = networks.check_positive_int(glimpse_size, "glimpse_size")
         self.mlp = networks.MLP(
             hidden_sizes,
             output_size=glimpse_size * glimpse_size,
@@ -150,8 +144,8 @@ class GlimpseDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.glimpse_size = _check_positive_int(glimpse_size, "glimpse_size")
-        self.num_channels = _check_positive_int(num_channels, "num_channels")
+        self.glimpse_size = networks.check_positive_int(glimpse_size, "glimpse_size")
+        self.num_channels = networks.check_positive_int(num_channels, "num_channels")
         self.mlp = networks.MLP(
             hidden_sizes,
             output_size=glimpse_size * glimpse_size * num_channels,
@@ -234,7 +228,7 @@ class Renderer(keras.layers.Layer):
         if len(image_shape) != 3:
             raise ValueError(f"image_shape must be (H, W, C), got {image_shape}.")
         for name, value in zip(("H", "W", "C"), image_shape):
-            _check_positive_int(value, f"image_shape {name}")
+            networks.check_positive_int(value, f"image_shape {name}")
         if image_shape[0] < 2 or image_shape[1] < 2:
             raise ValueError(f"image_shape must be at least 2x2, got {image_shape}.")
         self.image_shape = tuple(int(v) for v in image_shape)

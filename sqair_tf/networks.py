@@ -52,7 +52,8 @@ def _constant_initializer(value):
     return initializer
 
 
-def _check_positive_int(value, name: str) -> int:
+def check_positive_int(value, name: str) -> int:
+    """Validates a constructor size argument; shared by every layer module."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
     return int(value)
@@ -66,7 +67,7 @@ def linear(
     Keras 3 does not propagate a parent's dtype policy to sublayers, so composite layers pass theirs.
     """
     return keras.layers.Dense(
-        _check_positive_int(units, "units"),
+        check_positive_int(units, "units"),
         kernel_initializer=sonnet_linear_initializer(),
         bias_initializer=_constant_initializer(bias_initializer),
         name=name,
@@ -99,11 +100,11 @@ class MLP(keras.layers.Layer):
         super().__init__(**kwargs)
         hidden_sizes = tuple(hidden_sizes)
         for i, size in enumerate(hidden_sizes):
-            _check_positive_int(size, f"hidden_sizes[{i}]")
+            check_positive_int(size, f"hidden_sizes[{i}]")
         if output_size is None and not hidden_sizes:
             raise ValueError("An MLP needs at least one hidden layer or an output_size.")
         if output_size is not None:
-            _check_positive_int(output_size, "output_size")
+            check_positive_int(output_size, "output_size")
         if output_size is None and output_activation is not None:
             raise ValueError("output_activation needs an output_size.")
         self.hidden_sizes = hidden_sizes
@@ -139,7 +140,7 @@ class TrainableInitialState(keras.layers.Layer):
 
     def __init__(self, size: int, **kwargs):
         super().__init__(**kwargs)
-        self.size = _check_positive_int(size, "size")
+        self.size = check_positive_int(size, "size")
         self.state = self.add_weight(shape=(size,), initializer="zeros", name="state")
         self.built = True
 
@@ -155,7 +156,7 @@ class _RNNCell(keras.layers.Layer):
 
     def __init__(self, units: int, use_trainable_initial_state: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.units = _check_positive_int(units, "units")
+        self.units = check_positive_int(units, "units")
         self.initial_state_layer = (
             # Its weight is created at construction, outside this layer's name scope: prefix the name so
             # that the variable path stays unique and says which cell it belongs to.

@@ -39,12 +39,6 @@ tfd = tfp.distributions
 Z_WHERE_DIM = 4
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
-
-
 def _dim(x: tf.Tensor, axis: int):
     """Size of an axis: a Python int when static, else a scalar tensor.
 
@@ -97,8 +91,8 @@ class PropagationPrior(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.z_what_dim = _check_positive_int(z_what_dim, "z_what_dim")
-        self.hidden_size = _check_positive_int(hidden_size, "hidden_size")
+        self.z_what_dim = networks.check_positive_int(z_what_dim, "z_what_dim")
+        self.hidden_size = networks.check_positive_int(hidden_size, "hidden_size")
         self.presence_logit_bias = float(presence_logit_bias)
         self.min_std = _check_min_std(min_std)
         self.cell = networks.GRUCell(hidden_size, name="gru", dtype=self.dtype_policy)
@@ -201,8 +195,8 @@ class DiscoveryWherePrior(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_steps = _check_positive_int(num_steps, "num_steps")
-        self.hidden_size = _check_positive_int(hidden_size, "hidden_size")
+        self.num_steps = networks.check_positive_int(num_steps, "num_steps")
+        self.hidden_size = networks.check_positive_int(hidden_size, "hidden_size")
         self.min_std = _check_min_std(min_std)
         self.conditioning_layer = networks.linear(hidden_size, name="conditioning", dtype=self.dtype_policy)
         self.cell = networks.VanillaRNNCell(Z_WHERE_DIM, name="rnn", dtype=self.dtype_policy)
@@ -279,7 +273,7 @@ class DiscoveryWherePrior(keras.layers.Layer):
         of each slot (`discovery_prior_log_prob`). Any Nd works (usually `num_steps`).
         """
         z_where, loc, scale = self(c, c_hat, z_where=z_where)  # [BK, Nd, 4] each
-        return _diagonal_normal_log_prob(z_where, loc, scale)
+        return diag_normal_log_prob(z_where, loc, scale)
 
     def sample(
         self, c: tf.Tensor, c_hat: tf.Tensor, seed: tf.Tensor
@@ -327,9 +321,9 @@ class CountPrior(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_slots = _check_positive_int(num_slots, "num_slots")
+        self.num_slots = networks.check_positive_int(num_slots, "num_slots")
         num_counts = num_slots + 1
-        self.hidden_size = _check_positive_int(hidden_size, "hidden_size")
+        self.hidden_size = networks.check_positive_int(hidden_size, "hidden_size")
         self.mlp = networks.MLP((hidden_size,), output_size=num_counts, name="mlp", dtype=self.dtype_policy)
         self.bias = self.add_weight(shape=(num_counts,), initializer="zeros", name="bias")
         later_init = np.zeros(num_counts, np.float32)
@@ -361,7 +355,7 @@ class LatentSummary(keras.layers.Layer):
 
     def __init__(self, hidden_size: int = 256, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_size = _check_positive_int(hidden_size, "hidden_size")
+        self.hidden_size = networks.check_positive_int(hidden_size, "hidden_size")
         self.mlp = networks.MLP((hidden_size, hidden_size), name="mlp", dtype=self.dtype_policy)
 
     def call(self, z_what: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor) -> tf.Tensor:
@@ -369,7 +363,7 @@ class LatentSummary(keras.layers.Layer):
         return tf.reduce_sum(tf.cast(z_pres, codes.dtype)[..., tf.newaxis] * codes, axis=1)  # [BK, 256]
 
 
-def _diagonal_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+def diag_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """log N(x; loc, diag(scale²)), summed over the last axis: [..., E] -> [...]."""
     return tf.reduce_sum(tfd.Normal(loc, scale).log_prob(tf.cast(x, loc.dtype)), axis=-1)
 
@@ -412,8 +406,8 @@ def propagation_prior_log_prob_parts(
     Returns:
       `LogProbParts`, each [BK], summed over the slots.
     """
-    what_lp = _diagonal_normal_log_prob(z_what, prior_outputs["what_loc"], prior_outputs["what_scale"])
-    where_lp = _diagonal_normal_log_prob(z_where, prior_outputs["where_loc"], prior_outputs["where_scale"])
+    what_lp = diag_normal_log_prob(z_what, prior_outputs["what_loc"], prior_outputs["what_scale"])
+    where_lp = diag_normal_log_prob(z_where, prior_outputs["where_loc"], prior_outputs["where_scale"])
     pres_lp = presence.presence_log_prob(z_pres, prior_outputs["presence_logit"])  # [BK, N]
     z_pres = tf.cast(z_pres, what_lp.dtype)
     z_pres_tm1 = tf.cast(z_pres_tm1, what_lp.dtype)
@@ -463,7 +457,7 @@ def discovery_prior_log_prob_parts(
     Returns:
       `LogProbParts`, each [BK].
     """
-    what_lp = _diagonal_normal_log_prob(
+    what_lp = diag_normal_log_prob(
         z_what, tf.zeros([], z_where_log_prob.dtype), tf.ones([], z_where_log_prob.dtype)
     )  # [BK, Nd]
     z_pres = tf.cast(z_pres, what_lp.dtype)

@@ -22,7 +22,8 @@ import tensorflow_probability as tfp
 from sqair_tf import networks
 from sqair_tf import presence as presence_lib
 from sqair_tf import spatial_transformer
-from sqair_tf.discovery import diag_normal_log_prob, gaussian_sample
+from sqair_tf.discovery import gaussian_sample
+from sqair_tf.priors import diag_normal_log_prob
 
 tfd = tfp.distributions
 

@@ -98,14 +98,19 @@ def make_parser(manifest):
     return parse
 
 
-def build_dataset(config, input_context=None):
+def build_dataset(config, input_context=None, skip_batches=0):
     """Builds the batched dataset of `config.split`.
+
+    With a seed, the order of batches is a deterministic function of (data, seed, number of pipelines), so a
+    resumed training run can continue the exact sequence of batches: `skip_batches` drops the first batches
+    cheaply (raw serialized records are skipped before parsing).
 
     Args:
       config: a `DataConfig`.
       input_context: a `tf.distribute.InputContext` (from `distribute_datasets_from_function`): this pipeline then
         reads its own subset of shards (or of records, with fewer shards than pipelines) and batches with the
         per-replica batch size.
+      skip_batches: batches of this pipeline to drop from the start (resume).
 
     Returns:
       (dataset, manifest): a `tf.data.Dataset` of dicts (module docstring) and the split's manifest.
@@ -126,13 +131,16 @@ def build_dataset(config, input_context=None):
     if config.shuffle:
         files = files.shuffle(len(manifest["shard_paths"]), seed=config.seed, reshuffle_each_iteration=True)
     ds = files.interleave(tf.data.TFRecordDataset, cycle_length=4, block_length=16,
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=not config.shuffle)
+                          num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=not config.shuffle or config.seed is not None)
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if config.shuffle:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
     if config.repeat:
         ds = ds.repeat()
+    if skip_batches:
+        ds = ds.skip(int(skip_batches) * batch_size)
     ds = ds.batch(batch_size, drop_remainder=config.drop_remainder)
     ds = ds.map(make_parser(manifest), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE), manifest

@@ -77,6 +77,10 @@ class SQAIR(keras.Model):
         self.config = config
         self.cell = timestep.SQAIRCell(config, mean_image, name="sqair_cell")
 
+    def build(self, input_shape=None):
+        """Sublayers build themselves on the first call (their shapes depend on the particle count)."""
+        self.built = True
+
     def _check_frames(self, frames):
         frames = tf.convert_to_tensor(frames, tf.float32)
         if frames.shape.rank != 5 or tuple(frames.shape[2:]) != self.config.image_shape:
@@ -138,3 +142,23 @@ class SQAIR(keras.Model):
         state = self.cell.initial_state(num_sequences)
         generated, _ = self._imagine(state, 0, num_steps, seed, discover=True)
         return generated
+
+
+def best_particle(outputs, log_weights):
+    """Selects each sequence's highest-weight particle and returns batch-major tensors.
+
+    Args:
+      outputs: the model's time-major dict, tensors [T, B·K, ...] (or [T, B·K]).
+      log_weights: [B, K] sequence log weights.
+
+    Returns:
+      dict with the same keys, each [B, T, ...], from particle argmax_k L_{b,k} of every sequence b.
+    """
+    k = tf.shape(log_weights)[1]
+    rows = tf.range(tf.shape(log_weights)[0]) * k + tf.argmax(log_weights, axis=1, output_type=tf.int32)  # [B]
+    selected = {}
+    for key, value in outputs.items():
+        picked = tf.gather(value, rows, axis=1)  # [T, B, ...]
+        perm = [1, 0] + list(range(2, picked.shape.rank))
+        selected[key] = tf.transpose(picked, perm)  # [B, T, ...]
+    return selected

@@ -1,0 +1,251 @@
+"""Typed, frozen training configuration with the `paper`, `fast`, `demo` and `debug` presets.
+
+`paper` is the authors' recipe (spec §5) exactly. `fast` is this project's recipe for learning to count quickly on
+a 2-core CPU; it keeps the `paper` model and objective and changes only the optimiser, batch and curriculum pace
+(each choice documented at the preset). `demo` is what `make demo` trains in a few minutes; `debug` is for tests.
+
+Configs round-trip through JSON (`to_json` / `from_json`) so a run directory records exactly what it ran, and
+`--set key=value` overrides (`with_overrides`) reach any field, including the model's (`model.hidden_size=128`).
+"""
+
+import dataclasses
+import json
+import typing
+from typing import Tuple
+
+from sqair_tf import config as model_config_lib
+
+_OPTIMIZERS = ("rmsprop_tf1", "adam")
+_SIGNALS = ("paper", "textbook")
+
+# Fields that only change how a run is executed or reported, not what it computes; a run may resume with
+# different values of these. Any other difference makes a resume refuse (see `incompatible_fields`).
+RESUMABLE_FIELDS = frozenset({
+    "data_dir", "total_steps", "steps_per_loop", "jit_compile", "checkpoint_every", "keep_checkpoints",
+    "eval_every", "image_every", "max_nonfinite_in_row",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (defaults = the `paper` preset, spec §4–§5).
+
+    Attributes:
+      model: the architecture (`sqair_tf.config.ModelConfig`).
+      data_dir: directory written by `sqair-data generate` with `train` and `test` splits.
+      batch_size: global batch of sequences per step (split across replicas).
+      num_particles: K, particles per sequence (IWAE / VIMCO); ≥ 2 for VIMCO's leave-one-out baseline.
+      vimco_signal: 'paper' (L_k − cv_k, the original's) or 'textbook' (IWAE − cv_k); `objectives.py`.
+      optimizer: 'rmsprop_tf1' (TF1 RMSProp semantics, ms slot starts at 1, ε = 1e-10) or 'adam'.
+      learning_rate: initial learning rate.
+      lr_boundaries: steps at which the learning rate is multiplied by `lr_decay`.
+      lr_decay: factor applied at each boundary (1/3: spec §5 `--schedule 4,6,10`).
+      momentum: RMSProp momentum (0.9).
+      rms_decay: RMSProp decay ρ (0.9).
+      curriculum_start: training sequence length L at step 0 (spec §5: 3).
+      curriculum_stage_steps: L grows by one every this many steps (spec §5: 100,000).
+      max_seq_len: L stops growing here (also capped by the data's length).
+      total_steps: training steps of the run.
+      steps_per_loop: steps per compiled loop call (metrics and the curriculum update between calls).
+      jit_compile: XLA-compile the per-replica forward/backward pass.
+      checkpoint_every: steps between checkpoints (also written at the end and on interruption).
+      keep_checkpoints: checkpoints kept by the CheckpointManager.
+      eval_every: steps between held-out evaluations (counting accuracy, IWAE) logged to TensorBoard.
+      image_every: steps between reconstruction images in TensorBoard (a multiple of eval_every is sensible).
+      eval_batch_size: held-out sequences used by the periodic evaluation (full length, K particles).
+      max_nonfinite_in_row: stop after this many consecutive skipped (non-finite) updates.
+      seed: seed of sampling and data order; the run is a deterministic function of it.
+    """
+
+    model: model_config_lib.ModelConfig = model_config_lib.ModelConfig()
+    data_dir: str = ""
+    batch_size: int = 32
+    num_particles: int = 5
+    vimco_signal: str = "paper"
+    optimizer: str = "rmsprop_tf1"
+    learning_rate: float = 1e-5
+    lr_boundaries: Tuple[int, ...] = (400_000, 1_000_000)
+    lr_decay: float = 1.0 / 3.0
+    momentum: float = 0.9
+    rms_decay: float = 0.9
+    curriculum_start: int = 3
+    curriculum_stage_steps: int = 100_000
+    max_seq_len: int = 10
+    total_steps: int = 2_000_000
+    steps_per_loop: int = 100
+    jit_compile: bool = False
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
+    eval_every: int = 10_000
+    image_every: int = 10_000
+    eval_batch_size: int = 256
+    max_nonfinite_in_row: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
+        for name in ("batch_size", "num_particles", "curriculum_start", "curriculum_stage_steps", "max_seq_len",
+                     "total_steps", "steps_per_loop", "checkpoint_every", "keep_checkpoints", "eval_every",
+                     "image_every", "eval_batch_size", "max_nonfinite_in_row"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_particles < 2:
+            raise ValueError(f"num_particles must be ≥ 2 (VIMCO's leave-one-out baseline), got {self.num_particles}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if self.vimco_signal not in _SIGNALS:
+            raise ValueError(f"vimco_signal must be one of {_SIGNALS}, got {self.vimco_signal!r}")
+        if not self.learning_rate > 0 or not self.lr_decay > 0:
+            raise ValueError(f"learning_rate and lr_decay must be > 0, got {self.learning_rate}, {self.lr_decay}")
+        if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)) or any(b < 1 for b in self.lr_boundaries):
+            raise ValueError(f"lr_boundaries must be increasing positive steps, got {self.lr_boundaries}")
+        if self.curriculum_start > self.max_seq_len:
+            raise ValueError(f"curriculum_start ({self.curriculum_start}) exceeds max_seq_len ({self.max_seq_len})")
+
+    def seq_len(self, step, data_len=None):
+        """The curriculum's sequence length L at `step` (spec §5): start + ⌊step / stage⌋, capped."""
+        cap = self.max_seq_len if data_len is None else min(self.max_seq_len, data_len)
+        return min(self.curriculum_start + step // self.curriculum_stage_steps, cap)
+
+    def next_stage_step(self, step):
+        """The first step after `step` at which the curriculum length changes (or may change)."""
+        return (step // self.curriculum_stage_steps + 1) * self.curriculum_stage_steps
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        model = model_config_lib.ModelConfig(**_coerce_fields(model_config_lib.ModelConfig, values.pop("model", {})))
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
+        return cls(model=model, **_coerce_fields(cls, values))
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+    def with_overrides(self, assignments):
+        """Applies `key=value` strings (`--set`); `model.<field>` reaches the model config.
+
+        Values are parsed by the field's type: ints, floats, bools (true/false), strings, and tuples written as
+        comma-separated lists (`lr_boundaries=5000,10000`, `model.image_shape=32,32,1`).
+        """
+        values = self.to_dict()
+        for assignment in assignments:
+            key, sep, text = assignment.partition("=")
+            key = key.strip()
+            if not sep:
+                raise ValueError(f"--set expects key=value, got {assignment!r}")
+            target, cls, name = values, TrainConfig, key
+            if key.startswith("model."):
+                target, cls, name = values["model"], model_config_lib.ModelConfig, key[len("model."):]
+            types = {f.name: f.type for f in dataclasses.fields(cls)}
+            if name not in types or name == "model":
+                raise ValueError(f"unknown config key {key!r}; known: "
+                                 f"{sorted(k for k in _all_keys())}")
+            target[name] = _parse_value(text.strip(), types[name], key)
+        return TrainConfig.from_dict(values)
+
+
+def _all_keys():
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "model":
+            yield f.name
+    for f in dataclasses.fields(model_config_lib.ModelConfig):
+        yield "model." + f.name
+
+
+def _resolve(type_):
+    return {"int": int, "float": float, "bool": bool, "str": str}.get(type_, type_) if isinstance(type_, str) else type_
+
+
+def _parse_value(text, type_, key):
+    type_ = _resolve(type_)
+    origin = typing.get_origin(type_)
+    try:
+        if origin in (tuple, typing.Tuple) or type_ is tuple:
+            args = typing.get_args(type_)
+            item = int if not args else _resolve(args[0])
+            return tuple(item(v) for v in text.split(",") if v.strip()) if text else ()
+        if type_ is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if type_ is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        return type_(text)
+    except ValueError:
+        raise ValueError(f"cannot parse {text!r} for {key} ({getattr(type_, '__name__', type_)})") from None
+
+
+def _coerce_fields(cls, values):
+    """JSON gives lists for tuples; turn them back so configs compare equal after a round trip."""
+    types = {f.name: _resolve(f.type) for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in types:
+            raise ValueError(f"unknown {cls.__name__} field {key!r}")
+        if isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def incompatible_fields(stored, requested):
+    """Fields whose values differ between two configs and that a resumed run cannot change."""
+    a, b = _flatten(stored.to_dict()), _flatten(requested.to_dict())
+    return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key) and key not in RESUMABLE_FIELDS)
+
+
+def _flatten(values, prefix=""):
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, prefix + key + "."))
+        else:
+            flat[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+_PAPER = TrainConfig()
+
+PRESETS = {
+    # Spec §5 exactly: RMSProp (TF1 semantics) lr 1e-5 ÷3 at 400k and 1M, batch 32, K = 5, curriculum 3 → 10
+    # frames (+1 every 100k steps), 2M steps, VIMCO with the original's learning signal, no clipping.
+    "paper": _PAPER,
+    # The `paper` model and objective, tuned for time-to-counting on 2 CPU cores (benchmarks/RESULTS.md):
+    # - Adam 1e-4 instead of RMSProp 1e-5: the paper's rate needs ~10^5 steps before objects are found; Adam at
+    #   1e-4 is the rate Pyro's AIR uses to learn counting in a few thousand steps.
+    # - batch 16: twice the steps per second of batch 32; counting is learnt per step more than per sequence.
+    # - curriculum 3 frames, +1 every 2,000 steps up to 5: short sequences are cheap and counting is learnt on
+    #   them; a few longer ones teach propagation over more steps.
+    "fast": dataclasses.replace(
+        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, curriculum_stage_steps=2000,
+        max_seq_len=5, total_steps=50_000, steps_per_loop=50, jit_compile=True, checkpoint_every=1000, eval_every=500,
+        image_every=1000, eval_batch_size=200),
+    # What `make demo` trains: the fast recipe for a few minutes.
+    "demo": dataclasses.replace(
+        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, curriculum_stage_steps=100_000,
+        max_seq_len=3, total_steps=400, steps_per_loop=25, checkpoint_every=100, eval_every=200, image_every=200,
+        eval_batch_size=100),
+    # Tests: the tiny `debug` model on 32×32 data, a handful of steps.
+    "debug": dataclasses.replace(
+        _PAPER, model=model_config_lib.PRESETS["debug"], optimizer="adam", learning_rate=1e-3, lr_boundaries=(),
+        batch_size=4, num_particles=3, curriculum_start=2, curriculum_stage_steps=4, max_seq_len=3, total_steps=8,
+        steps_per_loop=2, checkpoint_every=4, keep_checkpoints=2, eval_every=4, image_every=4, eval_batch_size=4,
+        max_nonfinite_in_row=3),
+}
+
+
+def preset(name, overrides=()):
+    """A named training preset with optional `key=value` overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(overrides)

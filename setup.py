@@ -40,6 +40,7 @@ setup(
         "console_scripts": [
             "sqair-data=data_pipelines.cli:run",
             "sqair-demo=trainers.demo:run",
+            "sqair-train=trainers.train:run",
         ],
     },
 )

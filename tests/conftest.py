@@ -4,3 +4,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Strict AutoGraph turns silent conversion fall-backs into errors (Sonnet's test_utils does the same).
 os.environ.setdefault("AUTOGRAPH_STRICT_CONVERSION", "1")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def debug_data(tmp_path_factory):
+    """A tiny 32×32, 5-frame moving-MNIST dataset (train 64, test 16) matching the `debug` model preset."""
+    from data_pipelines import generate, moving_mnist
+
+    out = str(tmp_path_factory.mktemp("debug_data"))
+    config = moving_mnist.preset("paper", canvas_size=32, num_frames=5)
+    for split, num in (("train", 64), ("test", 16)):
+        generate.generate_split(out, split, num, 0, config, num_workers=1)
+    return out

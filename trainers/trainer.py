@@ -48,12 +48,17 @@ class TrainingError(Exception):
 STEP_METRICS = ("loss", "iwae", "elbo", "log_likelihood", "kl", "num_objects", "counting_accuracy", "ess")
 
 
+def make_learning_rate(config):
+    """A float, or a piecewise-constant schedule keyed on optimizer updates when `lr_boundaries` are set."""
+    if not config.lr_boundaries:
+        return config.learning_rate
+    factors = [config.lr_decay ** i for i in range(len(config.lr_boundaries) + 1)]
+    return rmsprop_tf1.paper_learning_rate_schedule(config.learning_rate, config.lr_boundaries, factors)
+
+
 def make_optimizer(config):
-    """The optimizer and learning-rate schedule of `config` (schedule keyed on optimizer updates)."""
-    lr = config.learning_rate
-    if config.lr_boundaries:
-        factors = [config.lr_decay ** i for i in range(len(config.lr_boundaries) + 1)]
-        lr = rmsprop_tf1.paper_learning_rate_schedule(config.learning_rate, config.lr_boundaries, factors)
+    """The optimizer of `config` with its learning rate (`make_learning_rate`)."""
+    lr = make_learning_rate(config)
     if config.optimizer == "rmsprop_tf1":
         return rmsprop_tf1.RMSPropTF1(learning_rate=lr, rho=config.rms_decay, momentum=config.momentum)
     return keras.optimizers.Adam(learning_rate=lr)
@@ -75,6 +80,34 @@ def sequence_statistics(outputs, num_particles, true_count):
         "counting_accuracy": metrics_lib.counting_accuracy(outputs["num_objects"], true_count, log_weights),
         "ess": objectives.effective_sample_size(log_weights),
     }
+
+
+def loss_and_grads(model, config, frames, count, seed):
+    """One replica's training loss, gradients and summed metrics (the body `jit_compile` applies to).
+
+    Args:
+      model: a `SQAIR`; config: the `TrainConfig`.
+      frames: [B, L, H, W, 1] this replica's sequences, already cut to the curriculum length L.
+      count: int [B] digit count of each sequence (for the logged counting accuracy).
+      seed: int32 [2] this replica's sampling seed.
+
+    Returns:
+      (loss, grads, sums): the replica's share of the global-batch mean surrogate loss (÷ L, spec §5), its
+      gradients w.r.t. `model.trainable_variables`, and per-replica sums over sequences of `STEP_METRICS`.
+    """
+    k = config.num_particles
+    seq_len = frames.shape[1]
+    with tf.GradientTape() as tape:
+        outputs = model(frames, seed=seed, num_particles=k)
+        log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
+        discrete = tf.reshape(tf.reduce_sum(outputs["log_q_discrete"], axis=0), [-1, k])  # [B, K]
+        per_example = objectives.vimco_surrogate_loss(log_weights, discrete, signal=config.vimco_signal)  # [B]
+        per_example = per_example / float(seq_len)  # spec §5: "the loss is divided by the current L"
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+    grads = tape.gradient(loss, model.trainable_variables)
+    sums = {key: tf.reduce_sum(value) for key, value in sequence_statistics(outputs, k, count).items()}
+    sums["loss"] = tf.reduce_sum(per_example)
+    return loss, grads, sums
 
 
 class Trainer:
@@ -109,6 +142,8 @@ class Trainer:
         if cfg.batch_size % replicas:
             raise TrainingError(f"batch_size {cfg.batch_size} is not divisible by the {replicas} replicas")
 
+        # Initial weights are a function of the seed (Keras initializers draw from the global seed).
+        keras.utils.set_random_seed(cfg.seed)
         mean_image = np.asarray(self.train_manifest["mean_frame"], np.float32)[..., None]  # [H, W, 1]
         with self.strategy.scope():
             self.model = model_lib.SQAIR(cfg.model, mean_image=mean_image, name="sqair")
@@ -175,22 +210,7 @@ class Trainer:
     # The compiled step.
 
     def _loss_and_grads(self, frames, count, seed):
-        """One replica's loss, gradients and summed metrics; `jit_compile`d when configured."""
-        cfg = self.config
-        k = cfg.num_particles
-        seq_len = frames.shape[1]
-        with tf.GradientTape() as tape:
-            outputs = self.model(frames, seed=seed, num_particles=k)
-            log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
-            discrete = tf.reshape(tf.reduce_sum(outputs["log_q_discrete"], axis=0), [-1, k])  # [B, K]
-            per_example = objectives.vimco_surrogate_loss(log_weights, discrete, signal=cfg.vimco_signal)
-            per_example = per_example / float(seq_len)  # spec §5: "the loss is divided by the current L"
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=cfg.batch_size)
-        grads = tape.gradient(loss, self.model.trainable_variables)
-        stats = sequence_statistics(outputs, k, count)
-        sums = {key: tf.reduce_sum(value) for key, value in stats.items()}
-        sums["loss"] = tf.reduce_sum(per_example)
-        return loss, grads, sums
+        return loss_and_grads(self.model, self.config, frames, count, seed)
 
     def _replica_step(self, batch, step_seed, seq_len):
         ctx = tf.distribute.get_replica_context()

@@ -29,6 +29,17 @@ def reconstruction_figure(frames, reconstruction, boxes, object_ids, presence, s
                                  scale=scale)
 
 
+def reconstruction_figure_of(frames, best, rows=4, scale=2):
+    """`reconstruction_figure` of the first `rows` sequences from a best-particle dict (`model.best_particle`).
+
+    Args:
+      frames: [B, T, H, W, 1] inputs; best: dict with canvas, boxes, object_ids and z_pres, each [B, T, ...].
+    """
+    pick = lambda x: np.asarray(x)[:rows]  # noqa: E731
+    return reconstruction_figure(pick(frames), pick(best["canvas"]), pick(best["boxes"]), pick(best["object_ids"]),
+                                 pick(best["z_pres"]), scale=scale)
+
+
 def as_summary_image(image):
     """A PIL image as the uint8 [1, H, W, 3] batch `tf.summary.image` takes."""
     return np.asarray(image.convert("RGB"), np.uint8)[None]

@@ -110,6 +110,15 @@ def loss_and_grads(model, config, frames, count, seed):
     return loss, grads, sums
 
 
+def evaluate_batch(model, frames, count, seed, num_particles):
+    """Batch-mean metrics of `sequence_statistics` and the best particle's canvas/boxes/ids/presence [B, T, ...]."""
+    outputs = model(frames, seed=seed, num_particles=num_particles)
+    stats = sequence_statistics(outputs, num_particles, count)
+    best = model_lib.best_particle({key: outputs[key] for key in ("canvas", "boxes", "object_ids", "z_pres")},
+                                   model_lib.sequence_log_weights(outputs, num_particles))
+    return {key: tf.reduce_mean(value) for key, value in stats.items()}, best
+
+
 class Trainer:
     """Trains SQAIR in a run directory, resuming from its latest checkpoint.
 
@@ -278,13 +287,7 @@ class Trainer:
     # Held-out evaluation.
 
     def _evaluate_batch(self, frames, count, seed):
-        k = self.config.num_particles
-        outputs = self.model(frames, seed=seed, num_particles=k)
-        stats = sequence_statistics(outputs, k, count)
-        best = model_lib.best_particle(
-            {key: outputs[key] for key in ("canvas", "boxes", "object_ids", "z_pres")},
-            model_lib.sequence_log_weights(outputs, k))
-        return {key: tf.reduce_mean(value) for key, value in stats.items()}, best
+        return evaluate_batch(self.model, frames, count, seed, self.config.num_particles)
 
     def held_out_batch(self):
         """The first `eval_batch_size` test sequences at full length (fixed for the whole run)."""
@@ -306,16 +309,9 @@ class Trainer:
             for key, value in stats.items():
                 tf.summary.scalar(f"held_out/{key}", value)
             if images:
-                tf.summary.image("reconstruction", self.reconstruction_image(batch, best, rows=4))
+                tf.summary.image("reconstruction", figures.as_summary_image(
+                    figures.reconstruction_figure_of(batch["frames"], best, rows=4)))
         return stats
-
-    @staticmethod
-    def reconstruction_image(batch, best, rows=4):
-        """Input over reconstruction, boxes coloured by object id, as a uint8 [1, H, W, 3] summary image."""
-        image = figures.reconstruction_figure(batch["frames"][:rows].numpy(), best["canvas"][:rows].numpy(),
-                                              best["boxes"][:rows].numpy(), best["object_ids"][:rows].numpy(),
-                                              best["z_pres"][:rows].numpy())
-        return figures.as_summary_image(image)
 
     # ----------------------------------------------------------------------------------------------------------
     # The run.

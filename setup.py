@@ -14,12 +14,14 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "tqdm>=4.66",
     "pillow>=10",
+    # Tracking metrics of `sqair-eval` (HOTA, CLEAR, Identity): the maintained TrackEval release; needs SciPy.
+    "trackeval>=1.3,<2",
+    "scipy>=1.11",
 ]
 
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8"],
     "video": ["opencv-python-headless>=4.9"],
-    "eval": ["trackeval>=1.3"],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
 }
 

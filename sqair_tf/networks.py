@@ -113,6 +113,11 @@ class MLP(keras.layers.Layer):
             linear(size, name=f"hidden_{i}", dtype=self.dtype_policy)
             for i, size in enumerate(hidden_sizes)
         ]
+        # Keras 3 tracks layers in a list for `weights`, but TF's object graph (tf.train.Checkpoint, SavedModel)
+        # does not see list elements: name each layer as an attribute too, or a checkpoint restored through
+        # the model alone silently leaves the hidden layers at their initial values.
+        for i, layer in enumerate(self.hidden_layers):
+            setattr(self, f"hidden_{i}", layer)
         self.output_layer = None
         self.output_activation = None
         if output_size is not None:

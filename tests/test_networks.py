@@ -201,3 +201,20 @@ class TrainableInitialStateTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def test_mlp_hidden_layers_are_in_the_tf_object_graph(tmp_path):
+    """Keras 3 list-tracked layers are invisible to tf.train.Checkpoint unless also named as attributes."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sqair_tf import networks as networks_lib
+
+    mlp = networks_lib.MLP([4, 3], 2, name="mlp")
+    mlp(tf.ones([1, 5]))
+    path = tf.train.Checkpoint(mlp=mlp).save(str(tmp_path / "ckpt"))
+    other = networks_lib.MLP([4, 3], 2, name="mlp")
+    other(tf.ones([1, 5]))
+    tf.train.Checkpoint(mlp=other).restore(path).assert_consumed()
+    for a, b in zip(mlp.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

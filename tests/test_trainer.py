@@ -154,3 +154,20 @@ def test_paper_preset_is_the_spec_recipe():
     schedule = trainer_lib.make_learning_rate(paper)
     assert [float(schedule(s)) for s in (0, 400_000, 400_001, 1_000_001)] == pytest.approx(
         [1e-5, 1e-5, 1e-5 / 3, 1e-5 / 9])
+
+
+def test_load_model_restores_every_weight_without_the_optimizer(debug_data, tmp_path):
+    from trainers import checkpoints
+
+    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=2"), str(tmp_path), progress=False,
+                                  log=lambda *a: None)
+    trainer.train()
+    model, config, step = checkpoints.load_model(str(tmp_path))
+    assert step == 2 and config == trainer.config
+    trained = {v.path: v.numpy() for v in trainer.model.weights}
+    loaded = {v.path: v.numpy() for v in model.weights}
+    assert trained.keys() == loaded.keys()
+    for key in trained:
+        np.testing.assert_array_equal(trained[key], loaded[key], err_msg=key)
+    with pytest.raises(checkpoints.CheckpointError, match="no config.json"):
+        checkpoints.load_model(str(tmp_path / "nothing"))

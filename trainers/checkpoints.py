@@ -1,0 +1,49 @@
+"""Loading a trained model from a run directory without its data or optimizer (evaluation, export)."""
+
+import os
+
+import tensorflow as tf
+
+from sqair_tf import model as model_lib
+from trainers import config as config_lib
+
+
+class CheckpointError(Exception):
+    """The run directory has no usable config or checkpoint."""
+
+
+def load_config(workdir):
+    """The run's resolved `TrainConfig` (config.json)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise CheckpointError(f"{workdir} is not a training run directory (no config.json)")
+    with open(path) as f:
+        try:
+            return config_lib.TrainConfig.from_json(f.read())
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{path} is not a valid training config: {e}") from None
+
+
+def load_model(workdir, checkpoint=None):
+    """Builds the run's model and restores its weights.
+
+    Args:
+      workdir: a run directory written by `sqair-train`.
+      checkpoint: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-4000) or None for the latest.
+
+    Returns:
+      (model, config, step): the `SQAIR` model, the run's `TrainConfig` and the checkpoint's training step.
+    """
+    config = load_config(workdir)
+    if checkpoint is None:
+        checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+        if checkpoint is None:
+            raise CheckpointError(f"{workdir} has no checkpoint yet (train first)")
+    elif not tf.io.gfile.exists(checkpoint + ".index"):
+        raise CheckpointError(f"no checkpoint {checkpoint} (expected {checkpoint}.index)")
+    model = model_lib.SQAIR(config.model, name="sqair")
+    h, w, c = config.model.image_shape
+    model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, step=step).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    return model, config, int(step.numpy())

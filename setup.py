@@ -42,7 +42,9 @@ setup(
         "console_scripts": [
             "sqair-data=data_pipelines.cli:run",
             "sqair-demo=trainers.demo:run",
+            "sqair-export=trainers.export:run",
             "sqair-train=trainers.train:run",
+            "sqair-eval=trainers.eval_cli:run",
         ],
     },
 )

@@ -58,5 +58,7 @@ def sequence_grid(frames, boxes=None, object_ids=None, present=None, row_titles=
                 if y1 <= y0 or x1 <= x0:
                     continue
                 object_id = n if ids is None else (ids[t, n] if ids.ndim == 2 else ids[n])
-                draw.rectangle([left + x0, top + y0, left + x1 - 1, top + y1 - 1], outline=id_colour(object_id))
+                # Inferred boxes can be under a pixel wide: keep the outline's corners ordered.
+                draw.rectangle([left + x0, top + y0, left + max(x1 - 1, x0), top + max(y1 - 1, y0)],
+                               outline=id_colour(object_id))
     return image

@@ -1,8 +1,17 @@
-"""Evaluation of a model over a whole data split: per-sequence metrics averaged over sequences.
+"""Evaluation of a trained model over a data split, with many particles in bounded memory (spec §6, paper Table 1).
 
-`evaluate_split` streams a split in batches, runs K particles per sequence and averages the training metrics of
-`trainers.trainer.sequence_statistics` (IWAE and ELBO per sequence; the rest per frame, importance-weighted) and
-the per-frame counting accuracy against the visible-digit count.
+For every sequence the evaluator draws K particles in chunks of `chunk` particles (chunk j uses the seed
+fold_in(seed, j)), and reduces them *as they stream* in float64, never holding more than one chunk of model
+activations:
+
+    IWAE  = log (1/K) Σ_k e^{L_k}                 (running max m and running Σ e^{L_k − m})
+    E_w[q] = Σ_k e^{L_k − m} q_k / Σ_k e^{L_k − m} (the importance-weighted mean of any per-particle quantity q)
+
+where L_k is the sequence log weight of particle k. The streamed result equals the same reduction applied to all
+K log weights at once (tested). Importance-weighted quantities (spec §6): the reconstruction term log p(x|z) and
+KL = log q(z|x) − log p(z), both summed over the sequence's frames (Table 1's per-sequence scale), the paper's
+counting accuracy and the visible-count accuracy. The tracks used for tracking metrics and the representation used
+by the addition experiment are those of the highest-weight particle among all K.
 """
 
 import sys
@@ -15,47 +24,150 @@ from data_pipelines import dataset as dataset_lib
 from sqair_tf import metrics as metrics_lib
 from sqair_tf import model as model_lib
 
+# Per-particle quantities reduced with importance weights ([B, c] per chunk).
+WEIGHTED = ("log_likelihood", "kl", "counting_accuracy", "visible_counting_accuracy", "num_objects")
+# Outputs of the best particle kept per sequence, batch-major [B, T, ...].
+BEST = ("boxes", "object_ids", "z_pres", "z_what", "canvas")
 
-def evaluate_split(model, data_dir, split="test", num_sequences=1000, num_particles=5, seed=0, batch_size=50,
-                   progress=False):
-    """Averages of the per-sequence metrics over the first `num_sequences` sequences of `split`.
 
-    Returns a dict: every key of `trainer.sequence_statistics`, `visible_counting_accuracy` (per-frame count of
-    visible digits as the target), `num_sequences` and `seconds`.
-    """
-    from trainers.trainer import sequence_statistics  # Shared definition of the metrics.
+def chunk_function(model, chunk, jit_compile=False):
+    """A compiled forward pass over `chunk` particles per sequence returning per-particle quantities [B, c] and the
+    chunk's best particle ([B, T, ...] for the keys of BEST, plus its log weight `best_log_weight` [B])."""
 
+    def run(frames, count, visible_count, seed):
+        outputs = model(frames, seed=seed, num_particles=chunk)
+        log_weights = model_lib.sequence_log_weights(outputs, chunk)  # [B, c]
+        per_sequence = lambda key: tf.reshape(tf.reduce_sum(outputs[key], axis=0), [-1, chunk])  # noqa: E731
+        log_p = per_sequence("log_p_continuous") + per_sequence("log_p_discrete")
+        log_q = per_sequence("log_q_continuous") + per_sequence("log_q_discrete")
+        t_len = tf.shape(frames)[1]
+        inferred = tf.reshape(tf.transpose(outputs["num_objects"]), [-1, chunk, t_len])  # [B, c, T]
+        correct = lambda target: tf.reduce_mean(tf.cast(tf.equal(inferred, target), tf.float32), -1)  # noqa: E731
+        quantities = {
+            "log_weight": log_weights,
+            "log_likelihood": per_sequence("log_likelihood"),
+            "kl": log_q - log_p,
+            "counting_accuracy": correct(tf.cast(count, tf.int32)[:, None, None]),
+            "visible_counting_accuracy": correct(tf.cast(visible_count, tf.int32)[:, None, :]),
+            "num_objects": metrics_lib.per_particle_frame_mean(outputs["num_objects"], chunk),
+        }
+        best = model_lib.best_particle({key: outputs[key] for key in BEST}, log_weights)
+        best["best_log_weight"] = tf.reduce_max(log_weights, axis=1)
+        return quantities, best
+
+    return tf.function(run, jit_compile=jit_compile)
+
+
+class StreamingReducer:
+    """Reduces particles chunk by chunk: IWAE, ELBO, ESS and importance-weighted means, in float64."""
+
+    def __init__(self, batch):
+        self.count = 0
+        self.max = np.full([batch], -np.inf)
+        self.sum_w = np.zeros([batch])  # Σ e^{L − max}
+        self.sum_w2 = np.zeros([batch])  # Σ e^{2(L − max)}
+        self.sum_l = np.zeros([batch])  # Σ L (for the ELBO)
+        self.sums = {key: np.zeros([batch]) for key in WEIGHTED}
+        self.best = None
+        self.best_log_weight = np.full([batch], -np.inf)
+
+    def add(self, quantities, best=None):
+        """quantities: dict of [B, c] arrays incl. `log_weight`; best: dict of [B, ...] arrays incl. `best_log_weight`."""
+        log_w = np.asarray(quantities["log_weight"], np.float64)  # [B, c]
+        new_max = np.maximum(self.max, log_w.max(axis=1))
+        rescale = np.exp(np.where(np.isfinite(self.max), self.max - new_max, -np.inf))
+        w = np.exp(log_w - new_max[:, None])  # [B, c]
+        self.sum_w = self.sum_w * rescale + w.sum(axis=1)
+        self.sum_w2 = self.sum_w2 * rescale ** 2 + (w ** 2).sum(axis=1)
+        for key in WEIGHTED:
+            self.sums[key] = self.sums[key] * rescale + (w * np.asarray(quantities[key], np.float64)).sum(axis=1)
+        self.sum_l += log_w.sum(axis=1)
+        self.max = new_max
+        self.count += log_w.shape[1]
+        if best is not None:
+            better = np.asarray(best["best_log_weight"], np.float64) > self.best_log_weight  # [B]
+            if self.best is None:
+                self.best = {key: np.array(value) for key, value in best.items()}
+            else:
+                for key, value in best.items():
+                    value = np.asarray(value)
+                    mask = better.reshape((-1,) + (1,) * (value.ndim - 1))
+                    self.best[key] = np.where(mask, value, self.best[key])
+            self.best_log_weight = np.maximum(self.best_log_weight, best["best_log_weight"])
+
+    def result(self):
+        """Per-sequence values [B]: iwae, elbo, ess and the importance-weighted means of WEIGHTED."""
+        out = {"iwae": self.max + np.log(self.sum_w) - np.log(self.count), "elbo": self.sum_l / self.count,
+               "ess": self.sum_w ** 2 / self.sum_w2}
+        out.update({key: value / self.sum_w for key, value in self.sums.items()})
+        return out
+
+
+def stream_batches(data_dir, split, num_sequences, batch_size):
+    """The first `num_sequences` sequences of a split in order, as batches; returns (dataset, count, manifest)."""
     config = dataset_lib.DataConfig(data_dir=data_dir, split=split, global_batch_size=batch_size, shuffle=False,
                                     repeat=False, drop_remainder=False)
     ds, manifest = dataset_lib.build_dataset(config)
-    num_sequences = min(num_sequences, manifest["num_sequences"])
-    ds = ds.unbatch().take(num_sequences).batch(batch_size)
+    num_sequences = manifest["num_sequences"] if num_sequences is None else min(num_sequences,
+                                                                                  manifest["num_sequences"])
+    return ds.unbatch().take(num_sequences).batch(batch_size), num_sequences, manifest
 
-    @tf.function
-    def run(frames, count, visible_count, seed):
-        outputs = model(frames, seed=seed, num_particles=num_particles)
-        stats = sequence_statistics(outputs, num_particles, count)
-        log_weights = model_lib.sequence_log_weights(outputs, num_particles)
-        stats["visible_counting_accuracy"] = metrics_lib.counting_accuracy(
-            outputs["num_objects"], visible_count, log_weights)
-        return {key: tf.reduce_sum(value) for key, value in stats.items()}
 
+def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=1000, chunk=50, batch_size=10,
+             seed=0, jit_compile=False, keep_best=False, progress=False, on_batch=None):
+    """Evaluates `model` on a split with K = `num_particles` particles streamed in chunks.
+
+    Args:
+      model: a `SQAIR`.
+      data_dir, split: the data; `num_sequences`: the first this many sequences (None: all).
+      num_particles: K; must be a multiple of `chunk` (or smaller than it, then one chunk of K).
+      chunk: particles per forward pass (memory ∝ batch_size × chunk).
+      batch_size: sequences per forward pass.
+      seed: chunk j of batch i samples with seed fold_in([seed, i], j).
+      keep_best: also return the best particle's outputs of every sequence (tracking, figures, addition).
+      on_batch: optional callback(batch, per_sequence_result, best) after each batch (e.g. tracking metrics).
+
+    Returns:
+      dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl, counting_accuracy,
+      visible_counting_accuracy, num_objects; plus num_sequences, num_particles, seconds.
+    """
+    chunk = min(chunk, num_particles)
+    if num_particles % chunk:
+        raise ValueError(f"num_particles ({num_particles}) must be a multiple of the chunk size ({chunk})")
+    ds, total, _ = stream_batches(data_dir, split, num_sequences, batch_size)
+    run = chunk_function(model, chunk, jit_compile)
     start = time.perf_counter()
-    totals, seen = {}, 0
+    sums, seen = {}, 0
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=num_sequences, unit="seq", desc=f"eval {split}", file=sys.stderr)
+        bar = tqdm(total=total, unit="seq", desc=f"eval {split} K={num_particles}", file=sys.stderr)
     for i, batch in enumerate(ds):
-        sums = run(batch["frames"], batch["count"], batch["visible_count"], tf.constant([seed, i], tf.int32))
-        for key, value in sums.items():
-            totals[key] = totals.get(key, 0.0) + float(value)
+        reducer = StreamingReducer(int(batch["frames"].shape[0]))
+        for j in range(num_particles // chunk):
+            seed_ij = tf.random.experimental.stateless_fold_in(tf.constant([seed, i], tf.int32), j)
+            quantities, best = run(batch["frames"], batch["count"], batch["visible_count"], seed_ij)
+            quantities = {key: value.numpy() for key, value in quantities.items()}
+            best = {key: value.numpy() for key, value in best.items()} if (keep_best or on_batch) else None
+            reducer.add(quantities, best)
+        result = reducer.result()
+        for key, value in result.items():
+            sums[key] = sums.get(key, 0.0) + float(np.sum(value))
+        if on_batch is not None:
+            on_batch(batch, result, reducer.best)
         n = int(batch["frames"].shape[0])
         seen += n
         if bar is not None:
             bar.update(n)
     if bar is not None:
         bar.close()
-    result = {key: value / max(seen, 1) for key, value in totals.items()}
-    result.update(num_sequences=seen, seconds=time.perf_counter() - start)
-    return result
+    out = {key: value / max(seen, 1) for key, value in sums.items()}
+    out.update(num_sequences=seen, num_particles=num_particles, seconds=time.perf_counter() - start)
+    return out
+
+
+def evaluate_split(model, data_dir, split="test", num_sequences=1000, num_particles=5, seed=0, batch_size=50,
+                   progress=False):
+    """Training-time held-out metrics: `evaluate` with the training particle count in a single chunk."""
+    return evaluate(model, data_dir, split, num_sequences, num_particles, chunk=num_particles,
+                    batch_size=batch_size, seed=seed, progress=progress)

@@ -1,0 +1,69 @@
+"""`sqair-eval` end to end on a `debug` run: JSON + Markdown report, figures, TensorBoard, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from trainers import config as config_lib
+from trainers import trainer as trainer_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+
+
+@pytest.fixture(scope="module")
+def debug_run(debug_data, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("debug_run"))
+    trainer_lib.Trainer(config_lib.preset("debug", [f"data_dir={debug_data}", "total_steps=2"]), workdir,
+                        progress=False, log=lambda *a: None).train()
+    return workdir
+
+
+def _eval(*args):
+    return subprocess.run([sys.executable, "-m", "trainers.eval_cli", *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_eval_writes_report_table_and_figures(debug_run):
+    out = _eval("--workdir", debug_run, "--k", "4", "--chunk", "2", "--num", "6", "--addition-train", "32",
+                "--figures", "--no-progress")
+    assert out.returncode == 0, out.stderr[-3000:]
+    stem = os.path.join(debug_run, "eval", "test-step2-k4")
+    with open(stem + ".json") as f:
+        report = json.load(f)
+    assert (report["step"], report["k"], report["chunk"], report["num_sequences"], report["seed"]) == (2, 4, 2, 6, 0)
+    for key in ("log_px_iwae", "log_likelihood", "kl", "counting_accuracy", "visible_counting_accuracy",
+                "seconds", "checkpoint"):
+        assert key in report
+    assert 0.0 <= report["counting_accuracy"] <= 1.0
+    for key in ("HOTA", "MOTA", "MOTP", "IDF1", "IDSW"):
+        assert key in report["tracking"]
+    assert report["addition"]["test_frames"] == 6 * 5 and report["addition"]["train_frames"] == 32 * 5
+    table = open(stem + ".md").read()
+    assert table in out.stdout and "| HOTA |" in table and "| log p(x \\| z) (importance-weighted) |" in table
+    assert table.count("\n|") == 16  # Header, rule and 14 metric rows: no row broken by a stray "|".
+
+    figures = report["figures"]
+    # 4 sequences of 5 frames, 32×32 pixels: reconstruction = 8 rows at scale 2 with 2-pixel gaps.
+    assert Image.open(figures["reconstruction"]).size[1] == 8 * (32 * 2 + 2) + 2
+    # Glimpses: 4 sequences × 2 slots rows of 6×6 glimpses at scale 3.
+    assert Image.open(figures["glimpses"]).size[1] == 8 * (6 * 3 + 2) + 2
+    # Generation: 4 inputs × (1 + 3 samples) rows; prior: 4 sample rows.
+    assert Image.open(figures["generation"]).size[1] == 16 * (32 * 2 + 2) + 2
+    assert Image.open(figures["prior_samples"]).size[1] == 4 * (32 * 2 + 2) + 2
+    gif = Image.open(figures["generation_gif"])
+    assert gif.n_frames == 5  # One GIF frame per time step.
+    assert os.listdir(os.path.join(debug_run, "tensorboard", "eval"))
+
+
+def test_eval_errors_are_one_line(debug_run, tmp_path):
+    missing = _eval("--workdir", str(tmp_path))
+    assert missing.returncode == 2 and "sqair-eval: error:" in missing.stderr and "Traceback" not in missing.stderr
+    bad_chunk = _eval("--workdir", debug_run, "--k", "5", "--chunk", "2", "--no-addition", "--no-progress")
+    assert bad_chunk.returncode == 2 and "multiple of the chunk size" in bad_chunk.stderr
+    bad_k = _eval("--workdir", debug_run, "--k", "0")
+    assert bad_k.returncode == 2 and "--k must be ≥ 1" in bad_k.stderr

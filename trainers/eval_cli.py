@@ -1,0 +1,259 @@
+"""`sqair-eval`: measure a trained run the way the paper does (Table 1) and the way trackers are measured.
+
+    sqair-eval --workdir runs/fast --split test --k 1000 --num 1000 --figures
+
+Writes WORKDIR/eval/<split>-step<S>-k<K>.json and .md (and prints the table):
+- log p(x_{1:T}) as the IWAE bound with K particles (the paper: K = 1000), nats per sequence, particles streamed
+  in chunks (`--chunk`) so memory stays bounded;
+- log p(x|z) and KL(q‖p) per sequence, importance-weighted over the K particles (spec §6);
+- counting accuracy, the paper's definition (inferred count of each frame vs the sequence's digit count) and
+  per frame against the number of visible digits;
+- tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (slots with z_pres = 1)
+  and the visible ground-truth digits, IoU threshold 0.5, computed by TrackEval (`sqair_tf/tracking_metrics.py`);
+- the addition experiment (`trainers/addition.py`): a 19-way classifier of the sum of visible digits from the
+  model's per-frame representation, trained on the training split;
+- the number of sequences, K, the seed, the checkpoint and its step, wall time.
+With `--figures`: PNG and GIF of reconstructions, glimpses, conditional generation and prior samples in
+WORKDIR/eval/figures/, also logged to TensorBoard (WORKDIR/tensorboard/eval).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="sqair-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="run directory written by sqair-train")
+    parser.add_argument("--data", help="data directory (default: the run's own data_dir)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--k", type=int, default=1000, help="particles per sequence for the IWAE bound "
+                                                            "(default 1000, as in the paper)")
+    parser.add_argument("--num", type=int, default=1000,
+                        help="evaluate the first NUM sequences of the split (default 1000; the paper used all "
+                             "10,000, about 10× longer)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--checkpoint", help="checkpoint prefix (default: the run's latest)")
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="particles per forward pass; memory grows with chunk × batch (default 50)")
+    parser.add_argument("--batch", type=int, default=10, help="sequences per forward pass (default 10)")
+    parser.add_argument("--jit", action="store_true", help="XLA-compile the forward pass (faster, compiles ~10 s)")
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the tracking metrics (0.5)")
+    parser.add_argument("--no-addition", action="store_true", help="skip the addition experiment")
+    parser.add_argument("--addition-train", type=int, default=2000,
+                        help="training-split sequences for the addition classifier (default 2000)")
+    parser.add_argument("--figures", action="store_true",
+                        help="also write PNG/GIF figures (reconstructions, glimpses, generation, prior samples)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _collect_representations(model, data_dir, split, num, num_particles, seed, progress):
+    """Per-frame representations and addition targets of the first `num` sequences of a split."""
+    import numpy as np
+
+    from trainers import addition, evaluation
+
+    xs, ys = [], []
+
+    def on_batch(batch, _, best):
+        xs.append(addition.frame_representation(best["z_what"], best["z_pres"]).reshape(
+            -1, best["z_what"].shape[2] * (best["z_what"].shape[3] + 1)))
+        ys.append(addition.frame_targets(batch["labels"].numpy(), batch["visible"].numpy()).reshape(-1))
+
+    evaluation.evaluate(model, data_dir, split, num, num_particles, chunk=num_particles, batch_size=50, seed=seed,
+                        on_batch=on_batch, progress=progress)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def run_evaluation(args):
+    """Everything `sqair-eval` computes; returns (report dict, markdown text)."""
+    import tensorflow as tf
+
+    from sqair_tf import tracking_metrics
+    from trainers import addition, checkpoints, evaluation
+
+    start = time.perf_counter()
+    model, config, step = checkpoints.load_model(args.workdir, args.checkpoint)
+    data_dir = args.data or config.data_dir
+    progress = not args.no_progress
+    sequences = []
+
+    def on_batch(batch, _, best):
+        for b in range(int(batch["frames"].shape[0])):
+            sequences.append({
+                "gt_boxes": batch["boxes"][b].numpy(), "gt_ids": batch["object_ids"][b].numpy(),
+                "gt_present": batch["visible"][b].numpy(), "pred_boxes": best["boxes"][b],
+                "pred_ids": best["object_ids"][b], "pred_present": best["z_pres"][b]})
+
+    main = evaluation.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
+                               batch_size=args.batch, seed=args.seed, jit_compile=args.jit, on_batch=on_batch,
+                               progress=progress)
+    tracking = tracking_metrics.evaluate_tracking(sequences, iou_threshold=args.iou)
+    report = {
+        "workdir": os.path.abspath(args.workdir), "checkpoint": args.checkpoint or tf.train.latest_checkpoint(
+            os.path.join(args.workdir, "checkpoints")), "step": step, "data_dir": os.path.abspath(data_dir),
+        "split": args.split, "num_sequences": main["num_sequences"], "k": args.k, "chunk": min(args.chunk, args.k),
+        "seed": args.seed,
+        "log_px_iwae": main["iwae"], "elbo": main["elbo"], "log_likelihood": main["log_likelihood"],
+        "kl": main["kl"], "counting_accuracy": main["counting_accuracy"],
+        "visible_counting_accuracy": main["visible_counting_accuracy"], "num_objects_per_frame": main["num_objects"],
+        "ess": main["ess"], "tracking": tracking,
+    }
+    if not args.no_addition:
+        k_repr = config.num_particles
+        train_x, train_y = _collect_representations(model, data_dir, "train", args.addition_train, k_repr,
+                                                    args.seed, progress)
+        test_x, test_y = _collect_representations(model, data_dir, args.split, args.num, k_repr, args.seed,
+                                                  progress)
+        train_acc, test_acc = addition.train_and_evaluate(train_x, train_y, test_x, test_y, seed=args.seed)
+        report["addition"] = {"test_accuracy": test_acc, "train_accuracy": train_acc,
+                              "train_frames": int(len(train_y)), "test_frames": int(len(test_y)),
+                              "representation_particles": k_repr}
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    if args.figures:
+        report["figures"] = write_figures(model, config, step, data_dir, args)
+    return report, markdown(report)
+
+
+def markdown(report):
+    """The report as a Markdown table (units in the second column)."""
+    t = report["tracking"]
+    rows = [
+        ("log p(x) (IWAE, K={k})".format(k=report["k"]), f"{report['log_px_iwae']:.1f}", "nats / sequence"),
+        ("log p(x \\| z) (importance-weighted)", f"{report['log_likelihood']:.1f}", "nats / sequence"),
+        ("KL(q ‖ p) (importance-weighted)", f"{report['kl']:.1f}", "nats / sequence"),
+        ("ELBO (mean over particles)", f"{report['elbo']:.1f}", "nats / sequence"),
+        ("counting accuracy (paper: count of the sequence)", f"{report['counting_accuracy']:.4f}", "per frame"),
+        ("counting accuracy (visible digits per frame)", f"{report['visible_counting_accuracy']:.4f}", "per frame"),
+        ("objects per frame", f"{report['num_objects_per_frame']:.3f}", "importance-weighted"),
+        ("HOTA", f"{t['HOTA']:.4f}", "TrackEval, α averaged"),
+        ("HOTA@0.5", f"{t['HOTA@0.5']:.4f}", "TrackEval"),
+        (f"MOTA (IoU {t['iou_threshold']})", f"{t['MOTA']:.4f}", "TrackEval CLEAR"),
+        (f"MOTP (IoU {t['iou_threshold']})", f"{t['MOTP']:.4f}", "TrackEval CLEAR"),
+        (f"IDF1 (IoU {t['iou_threshold']})", f"{t['IDF1']:.4f}", "TrackEval Identity"),
+        ("ID switches", f"{t['IDSW']}", f"over {t['num_gt_dets']} ground-truth boxes"),
+    ]
+    if "addition" in report:
+        a = report["addition"]
+        rows.append(("addition accuracy (19-way)", f"{a['test_accuracy']:.4f}",
+                     f"{a['test_frames']} frames; train acc {a['train_accuracy']:.4f}"))
+    lines = [f"Evaluation of `{report['workdir']}` at step {report['step']} on {report['num_sequences']} "
+             f"`{report['split']}` sequences, K={report['k']} (chunks of {report['chunk']}), seed {report['seed']}, "
+             f"{report['seconds']} s.", "", "| metric | value | unit |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observed=3):
+    """PNG + GIF figures under WORKDIR/eval/figures, also logged to TensorBoard; returns their paths."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sqair_tf import figures
+    from sqair_tf import model as model_lib
+    from trainers import evaluation
+
+    out_dir = os.path.join(args.workdir, "eval", "figures")
+    os.makedirs(out_dir, exist_ok=True)
+    ds, _, _ = evaluation.stream_batches(data_dir, args.split, rows, rows)
+    batch = next(iter(ds))
+    frames = batch["frames"]
+    k = config.num_particles
+    seed = tf.constant([args.seed, 17], tf.int32)
+    outputs = model(frames, seed=seed, num_particles=k)
+    best = {key: v.numpy() for key, v in model_lib.best_particle(
+        {key: outputs[key] for key in ("canvas", "boxes", "object_ids", "z_pres", "glimpses")},
+        model_lib.sequence_log_weights(outputs, k)).items()}
+    paths = {}
+
+    def save(name, image):
+        path = os.path.join(out_dir, f"{name}.png")
+        image.save(path)
+        paths[name] = path
+        return image
+
+    images = {"reconstruction": save("reconstruction", figures.reconstruction_figure_of(frames, best, rows=rows)),
+              "glimpses": save("glimpses", figures.glimpse_figure(best["glimpses"], best["object_ids"],
+                                                                  best["z_pres"]))}
+    both = np.concatenate([frames.numpy(), np.clip(best["canvas"], 0, 1)], axis=0)
+    twice = lambda x: np.concatenate([x, x], axis=0)  # noqa: E731
+    paths["reconstruction_gif"] = figures.save_gif(os.path.join(out_dir, "reconstruction.gif"), both,
+                                                   twice(best["boxes"]), twice(best["object_ids"]),
+                                                   twice(best["z_pres"]))
+
+    # Conditional generation: observe `observed` frames, imagine the rest, several samples per input.
+    t_len = int(frames.shape[1])
+    generated = []
+    for s in range(samples):
+        obs, gen = model.generate(frames[:, :observed], t_len - observed, tf.constant([args.seed, 100 + s]))
+        canvas = np.concatenate([np.transpose(obs["canvas"].numpy(), (1, 0, 2, 3, 4)),
+                                 np.transpose(gen["canvas"].numpy(), (1, 0, 2, 3, 4))], axis=1)
+        latents = [np.concatenate([np.swapaxes(obs[key].numpy(), 0, 1), np.swapaxes(gen[key].numpy(), 0, 1)], 1)
+                   for key in ("boxes", "object_ids", "z_pres")]
+        generated.append([np.clip(canvas, 0, 1)] + latents)
+    stack = [np.stack([g[i] for g in generated], axis=1) for i in range(4)]  # [R, S, T, ...]
+    images["generation"] = save("generation", figures.generation_figure(frames.numpy(), stack[0], observed, *stack[1:]))
+    paths["generation_gif"] = figures.save_gif(os.path.join(out_dir, "generation.gif"),
+                                               stack[0].reshape((-1,) + stack[0].shape[2:]))
+
+    prior = model.sample(rows, t_len, tf.constant([args.seed, 200]))
+    prior = {key: np.swapaxes(prior[key].numpy(), 0, 1) for key in ("canvas", "boxes", "object_ids", "z_pres")}
+    images["prior_samples"] = save("prior_samples", figures.sample_figure(
+        np.clip(prior["canvas"], 0, 1), prior["boxes"], prior["object_ids"], prior["z_pres"]))
+    paths["prior_samples_gif"] = figures.save_gif(os.path.join(out_dir, "prior_samples.gif"),
+                                                  np.clip(prior["canvas"], 0, 1), prior["boxes"],
+                                                  prior["object_ids"], prior["z_pres"])
+
+    writer = tf.summary.create_file_writer(os.path.join(args.workdir, "tensorboard", "eval"))
+    with writer.as_default(step=step):
+        for name, image in images.items():
+            tf.summary.image(f"figures/{name}", figures.as_summary_image(image))
+    writer.flush()
+    return paths
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    for name in ("k", "num", "chunk", "batch", "addition_train"):
+        if getattr(args, name) < 1:
+            print(f"sqair-eval: error: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
+            return 2
+    if not 0 < args.iou <= 1:
+        print("sqair-eval: error: --iou must be in (0, 1]", file=sys.stderr)
+        return 2
+    from data_pipelines.errors import DataError
+    from trainers.checkpoints import CheckpointError
+
+    try:
+        report, table = run_evaluation(args)
+    except (CheckpointError, DataError, ValueError) as e:
+        print(f"sqair-eval: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    out_dir = os.path.join(args.workdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, f"{args.split}-step{report['step']}-k{args.k}")
+    for path, text in ((stem + ".json", json.dumps(report, indent=2)), (stem + ".md", table)):
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    print(table)
+    print(f"wrote {stem}.json and {stem}.md")
+    for name, path in report.get("figures", {}).items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def run():
+    """Console entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

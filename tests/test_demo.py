@@ -23,9 +23,11 @@ def test_main_job_writes_data_checkpoints_figures_and_logs(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "held-out counting accuracy (paper definition, 16 test sequences of 10 frames" in out.stdout
     for name in ("data/train.json", "data/test.json", "data_preview.png", "train/config.json",
-                 "train/checkpoints/ckpt-4.index", "reconstructions.png"):
+                 "train/checkpoints/ckpt-4.index", "reconstructions.png", "export/4/saved_model.pb"):
         assert os.path.exists(os.path.join(rundir, name)), name
     assert os.listdir(os.path.join(rundir, "train", "tensorboard", "eval"))
+    assert "`track` from the SavedModel on 3 held-out sequences" in out.stdout
+    assert out.stdout.count("  sequence ") == 3 and "ids [[" in out.stdout
     figure = Image.open(os.path.join(rundir, "reconstructions.png"))
     # 6 sequences × (input, reconstruction) rows of 50-pixel frames at scale 3 (+2-pixel gaps), 10 frames wide.
     assert figure.size[1] == 12 * (50 * 3 + 2) + 2 and figure.size[0] > 10 * (50 * 3 + 2)

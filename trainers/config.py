@@ -220,19 +220,23 @@ PRESETS = {
     # Spec §5 exactly: RMSProp (TF1 semantics) lr 1e-5 ÷3 at 400k and 1M, batch 32, K = 5, curriculum 3 → 10
     # frames (+1 every 100k steps), 2M steps, VIMCO with the original's learning signal, no clipping.
     "paper": _PAPER,
-    # The `paper` model and objective, tuned for time-to-counting on 2 CPU cores (benchmarks/RESULTS.md):
+    # The `paper` model, tuned for time-to-counting on 2 CPU cores (benchmarks/RESULTS.md has both attempts):
     # - Adam 1e-4 instead of RMSProp 1e-5: the paper's rate needs ~10^5 steps before objects are found; Adam at
     #   1e-4 is the rate Pyro's AIR uses to learn counting in a few thousand steps.
+    # - VIMCO with the textbook learning signal (IWAE − cv_k): the original's per-particle signal L_k − cv_k is
+    #   hundreds of nats for every non-dominant particle; with Adam 1e-4 it made the presence networks swing
+    #   (counting accuracy 0.75 at 5 minutes, then 0.57–0.61 while the held-out IWAE fell).
     # - batch 16: twice the steps per second of batch 32; counting is learnt per step more than per sequence.
-    # - curriculum 3 frames, +1 every 2,000 steps up to 5: short sequences are cheap and counting is learnt on
-    #   them; a few longer ones teach propagation over more steps.
+    # - curriculum 3 frames, +1 every 5,000 steps up to 5: short sequences are cheap and counting is learnt on them.
+    # - XLA for the forward/backward pass: +28 % at T = 10 (benchmarks/RESULTS.md) for ~40 s of compilation.
     "fast": dataclasses.replace(
-        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, curriculum_stage_steps=2000,
-        max_seq_len=5, total_steps=50_000, steps_per_loop=50, jit_compile=True, checkpoint_every=1000, eval_every=500,
-        image_every=1000, eval_batch_size=200),
+        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, vimco_signal="textbook",
+        curriculum_stage_steps=5000, max_seq_len=5, total_steps=50_000, steps_per_loop=50, jit_compile=True,
+        checkpoint_every=1000, eval_every=500, image_every=1000, eval_batch_size=200),
     # What `make demo` trains: the fast recipe for a few minutes.
     "demo": dataclasses.replace(
-        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, curriculum_stage_steps=100_000,
+        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, vimco_signal="textbook",
+        curriculum_stage_steps=100_000,
         max_seq_len=3, total_steps=400, steps_per_loop=25, checkpoint_every=100, eval_every=200, image_every=200,
         eval_batch_size=100),
     # Tests: the tiny `debug` model on 32×32 data, a handful of steps.

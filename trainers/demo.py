@@ -4,7 +4,9 @@
    held-out sequences with their ground-truth boxes;
 2. training: the `demo` training preset (`trainers/config.py`) in RUNDIR/train (checkpoints, TensorBoard);
 3. held-out counting accuracy (paper definition) of the trained model on the test sequences;
-4. a PNG of held-out inputs over their reconstructions with inferred boxes coloured by object id.
+4. a PNG of held-out inputs over their reconstructions with inferred boxes coloured by object id;
+5. a SavedModel export for TF Serving (RUNDIR/export/<version>) and `track` run from it on a few held-out
+   sequences, printing the inferred counts and object ids.
 Re-running resumes: existing data are kept and training continues from its checkpoint.
 
     sqair-demo --rundir runs/demo
@@ -70,6 +72,7 @@ def main(argv=None):
         result, figure = _evaluate(trainer, data_dir, args)
         figure_path = os.path.join(args.rundir, "reconstructions.png")
         figure.save(figure_path)
+        export_dir, tracked = _export_and_track(trainer, train_dir, os.path.join(args.rundir, "export"), data_dir)
     except (DataError, trainer_lib.TrainingError, ValueError) as e:
         print(f"sqair-demo: error: {e}", file=sys.stderr)
         return 2
@@ -81,13 +84,37 @@ def main(argv=None):
           f"{trainer.data_len} frames, K={cfg.num_particles}): {result['counting_accuracy']:.4f}; per-frame "
           f"visible-digit count accuracy {result['visible_counting_accuracy']:.4f}; IWAE {result['iwae']:.1f} "
           f"nats/sequence")
+    print(f"\n`track` from the SavedModel on {tracked['counts'].shape[0]} held-out sequences (count per frame; ids of "
+          f"the present objects per frame):")
+    for b in range(tracked["counts"].shape[0]):
+        ids = [[int(i) for i, p in zip(frame_ids, frame_pres) if p > 0]
+               for frame_ids, frame_pres in zip(tracked["object_ids"][b], tracked["presence"][b])]
+        print(f"  sequence {b}: true count {int(tracked['true_count'][b])}, counts {tracked['counts'][b].tolist()}, "
+              f"ids {ids}")
     print(f"main job done in {time.time() - start:.0f} s; everything is under {root}:")
     print(f"  data (TFRecords + manifests): {os.path.abspath(data_dir)}")
     print(f"  preview of held-out sequences with ground-truth boxes: {os.path.abspath(preview)}")
     print(f"  checkpoints and config: {os.path.abspath(train_dir)}")
     print(f"  held-out inputs over reconstructions, boxes coloured by object id: {os.path.abspath(figure_path)}")
     print(f"  TensorBoard: tensorboard --logdir {os.path.join(os.path.abspath(train_dir), 'tensorboard')}")
+    print(f"  SavedModel for TF Serving (track / generate / sample): {os.path.abspath(export_dir)}")
     return 0
+
+
+def _export_and_track(trainer, train_dir, export_base, data_dir, num=3):
+    """Exports the trained model (reusing this step's export on a re-run) and runs `track` from the SavedModel."""
+    from data_pipelines import dataset
+    from trainers import export
+
+    step = int(trainer.step.numpy())
+    path = os.path.join(export_base, str(step))
+    if not os.path.isdir(path):
+        path = export.export_model(train_dir, export_base, num_particles=trainer.config.num_particles)
+    batch = next(iter(dataset.build_dataset(dataset.DataConfig(data_dir=data_dir, split="test", global_batch_size=num,
+                                                               shuffle=False, repeat=False))[0]))
+    tracked = export.track_saved_model(path, batch["frames"].numpy())
+    tracked["true_count"] = batch["count"].numpy()
+    return path, tracked
 
 
 def _have_split(records, data_dir, split, num, seed, config):

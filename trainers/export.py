@@ -1,0 +1,362 @@
+"""`sqair-export`: write a trained SQAIR run as a TF Serving SavedModel with `track`, `generate` and `sample`.
+
+    sqair-export --workdir runs/fast --out exports/sqair                # latest checkpoint, K = 5
+    sqair-export --workdir runs/fast --out exports/sqair --k 10 --checkpoint runs/fast/checkpoints/ckpt-4000
+
+The export goes to EXPORT_BASE/<version>/, the integer version directories TF Serving watches (it serves the highest
+one). The default version is the checkpoint's training step; if that directory already exists, the smallest
+integer above every existing version is used instead, so the new export is the one served and nothing is ever
+overwritten. An explicit --version that exists is an error. The SavedModel is written to a hidden temporary
+directory next to the target (TF Serving ignores names that are not integers) and renamed into place, so a server
+never sees a half-written version.
+
+Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N object slots, D = z_what size):
+
+  track (also serving_default)
+    in:  frames          float32 [B, T, H, W, 1], values in [0, 1]
+    out: presence        float32 [B, T, N]        1 where a slot holds an object, else 0
+         boxes           float32 [B, T, N, 4]     (y_min, x_min, y_max, x_max) in pixels
+         object_ids      int32   [B, T, N]        track identity, −1 for empty slots
+         counts          int32   [B, T]           objects per frame
+         reconstruction  float32 [B, T, H, W, 1]  the model's rendering of each frame
+         z_what          float32 [B, T, N, D]     appearance codes
+         log_weight      float32 [B]              log importance weight of the returned particle (sum over T)
+    Inference runs K particles (--k) with a fixed internal seed and returns the highest-weight particle, so the
+    same request always gives the same answer. Particle noise is drawn per batch row, so a sequence's answer can
+    depend on the other sequences sent with it (relevant if TF Serving's request batching is on).
+  generate
+    in:  frames float32 [B, T_obs, H, W, 1] (observed, in [0, 1]), num_steps int32 [], seed int32 [2]
+    out: frames float32 [B, num_steps, H, W, 1], presence, boxes, object_ids of the imagined steps (as `track`)
+  sample
+    in:  num_sequences int32 [], num_steps int32 [], seed int32 [2]
+    out: as `generate`, with B = num_sequences
+
+Bad requests fail inside the graph with an InvalidArgumentError naming the problem (so TF Serving returns it to the
+client): frames not of rank 5, H or W or channels not the model's, a batch or time of 0, NaN or infinite values,
+values outside [0, 1] (rejected, not clipped: out-of-range values almost always mean unscaled 8-bit pixels, and
+clipping them would silently saturate the input), num_steps < 1 or num_sequences < 1. `frames` is declared with the
+contract's shape [None, None, H, W, C]: Python loaders and saved_model_cli refuse another shape before the graph runs
+(TF's message names both shapes); the in-graph rank/shape checks are written rank-agnostically for runtimes that feed
+a request without comparing it to the signature. A wrong dtype is rejected by the signature.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+# The fixed seed of `track`: inference is a deterministic function of (weights, frames, seed, K).
+TRACK_SEED = (0, 0)
+DEFAULT_NUM_PARTICLES = 5
+
+
+class ExportError(Exception):
+    """The export cannot be written as asked (bad arguments, version taken)."""
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Input checks, run inside the graph.
+
+def _checked_frames(frames, image_shape, name="frames"):
+    """Asserts that `frames` is a finite float [B ≥ 1, T ≥ 1, H, W, C] batch in [0, 1] and gives it that shape.
+
+    Each condition is written to hold trivially when an earlier one already failed (a shape check passes when the
+    rank is wrong, the range check skips non-finite values), so whichever assert the runtime evaluates first, the
+    message names the actual problem: the executor does not order independent asserts, and a shape comparison of
+    the wrong length would otherwise fail with a generic "Incompatible shapes". The result carries the static shape
+    [None, None, H, W, C] the model's own Python-level checks need.
+    """
+    import tensorflow as tf
+
+    h, w, c = image_shape
+    shape = tf.shape(frames)  # [rank]
+    rank_ok = tf.equal(tf.size(shape), 5)
+    padded = tf.concat([shape, tf.zeros([5], tf.int32)], axis=0)[:5]  # Indexable whatever the rank.
+    values = tf.reshape(frames, [-1])  # Rank-agnostic reductions (the rank may be wrong here).
+    finite = tf.math.is_finite(values)
+    in_range = (values >= 0.0) & (values <= 1.0)
+    got = ["got shape", shape]
+    checks = [
+        tf.debugging.Assert(rank_ok, [f"{name} must have rank 5 [batch, time, height, width, channels];"] + got),
+        tf.debugging.Assert(
+            ~rank_ok | tf.reduce_all(tf.equal(padded[2:], [h, w, c])),
+            [f"{name} must be [batch, time, {h}, {w}, {c}] (this model's height, width, channels);"] + got),
+        tf.debugging.Assert(~rank_ok | (padded[0] > 0),
+                            [f"{name} has a batch of 0 sequences; send at least one;"] + got),
+        tf.debugging.Assert(~rank_ok | (padded[1] > 0),
+                            [f"{name} has 0 frames (time axis); send at least one;"] + got),
+        tf.debugging.Assert(tf.reduce_all(finite), [f"{name} contains NaN or infinite values"]),
+        tf.debugging.Assert(
+            tf.reduce_all(in_range | ~finite),
+            [f"{name} values must be in [0, 1] (scale 8-bit pixels by 1/255); got min",
+             tf.reduce_min(tf.where(finite, values, 0.0)), "max", tf.reduce_max(tf.where(finite, values, 0.0))]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.ensure_shape(tf.identity(frames), [None, None, h, w, c])
+
+
+def _checked_count(value, name):
+    """Asserts a scalar count ≥ 1 (num_steps, num_sequences)."""
+    import tensorflow as tf
+
+    ok = tf.debugging.Assert(value >= 1, [f"{name} must be ≥ 1, got", value])
+    with tf.control_dependencies([ok]):
+        return tf.identity(value)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Endpoint functions. Model outputs are time-major [T, B, ...]; the endpoints answer batch-major [B, T, ...].
+
+def _batch_major(x):
+    """[T, B, ...] → [B, T, ...]."""
+    import tensorflow as tf
+
+    return tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
+
+
+def _generated(outputs):
+    """The generated-steps answer of `generate` and `sample` from the model's time-major prior outputs."""
+    return {
+        "frames": _batch_major(outputs["canvas"]),  # [B, S, H, W, C]
+        "presence": _batch_major(outputs["z_pres"]),  # [B, S, N]
+        "boxes": _batch_major(outputs["boxes"]),  # [B, S, N, 4]
+        "object_ids": _batch_major(outputs["object_ids"]),  # [B, S, N]
+    }
+
+
+def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
+    """The three endpoint functions and their input signatures, for `keras.export.ExportArchive.add_endpoint`.
+
+    Returns:
+      dict name → (fn, input_signature), in the order the endpoints are added (`track` first).
+    """
+    import tensorflow as tf
+
+    from sqair_tf import model as model_lib
+
+    image_shape = tuple(model.config.image_shape)
+    k = int(num_particles)
+
+    def track(frames):
+        frames = _checked_frames(frames, image_shape)  # [B, T, H, W, C]
+        outputs = model(frames, seed=tf.constant(TRACK_SEED, tf.int32), num_particles=k)  # [T, BK, ...]
+        log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
+        keys = ("z_pres", "boxes", "object_ids", "num_objects", "canvas", "z_what")
+        best = model_lib.best_particle({key: outputs[key] for key in keys}, log_weights)  # [B, T, ...]
+        return {
+            "presence": best["z_pres"],  # [B, T, N]
+            "boxes": best["boxes"],  # [B, T, N, 4]
+            "object_ids": best["object_ids"],  # [B, T, N]
+            "counts": best["num_objects"],  # [B, T]
+            "reconstruction": best["canvas"],  # [B, T, H, W, C]
+            "z_what": best["z_what"],  # [B, T, N, D]
+            "log_weight": tf.reduce_max(log_weights, axis=1),  # [B]
+        }
+
+    def generate(frames, num_steps, seed):
+        frames = _checked_frames(frames, image_shape)
+        num_steps = _checked_count(num_steps, "num_steps")
+        _, generated = model.generate(frames, num_steps, seed)
+        return _generated(generated)
+
+    def sample(num_sequences, num_steps, seed):
+        num_sequences = _checked_count(num_sequences, "num_sequences")
+        num_steps = _checked_count(num_steps, "num_steps")
+        return _generated(model.sample(num_sequences, num_steps, seed))
+
+    # The contract's shape [B, T, H, W, C]: Python loaders and saved_model_cli refuse other shapes with TF's own
+    # message naming both shapes; a runtime that feeds without checking (TF Serving's C++ path) reaches the
+    # rank-agnostic in-graph checks of `_checked_frames` instead.
+    frames_spec = tf.TensorSpec([None, None] + list(image_shape), tf.float32, name="frames")
+    count = lambda name: tf.TensorSpec([], tf.int32, name=name)  # noqa: E731
+    seed_spec = tf.TensorSpec([2], tf.int32, name="seed")
+    return {
+        "track": (track, [frames_spec]),
+        "generate": (generate, [frames_spec, count("num_steps"), seed_spec]),
+        "sample": (sample, [count("num_sequences"), count("num_steps"), seed_spec]),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Writing the version directory.
+
+def _existing_versions(out_base):
+    if not os.path.isdir(out_base):
+        return []
+    return sorted(int(name) for name in os.listdir(out_base) if name.isdigit())
+
+
+def choose_version(out_base, step, version=None):
+    """The version to write: `version` if given (an error if taken), else `step`, else one above the highest."""
+    existing = _existing_versions(out_base)
+    if version is not None:
+        if version < 0:
+            raise ExportError(f"--version must be ≥ 0, got {version}")
+        if version in existing or os.path.exists(os.path.join(out_base, str(version))):
+            raise ExportError(f"{os.path.join(out_base, str(version))} already exists; refusing to overwrite it "
+                              f"(choose another --version or leave it out)")
+        return version
+    if step not in existing and not os.path.exists(os.path.join(out_base, str(step))):
+        return step
+    return max(existing + [step]) + 1
+
+
+def directory_size(path):
+    """Bytes of all files under `path`."""
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpoint=None, version=None):
+    """Exports a run's checkpoint as OUT_BASE/<version>/ with the `track`, `generate` and `sample` endpoints.
+
+    Args:
+      workdir: a run directory written by `sqair-train`.
+      out_base: the model base path TF Serving watches; created if missing.
+      num_particles: K, particles `track` runs per sequence (≥ 1).
+      checkpoint: a checkpoint prefix (WORKDIR/checkpoints/ckpt-N) or None for the latest.
+      version: integer version directory, or None for the checkpoint's step (or the next free integer above the
+        existing versions if that is taken).
+
+    Returns:
+      The path of the written version directory.
+
+    Raises:
+      trainers.checkpoints.CheckpointError: no run directory or checkpoint.
+      ExportError: bad `num_particles` or `version`, or `version` already exists.
+    """
+    import keras
+    import tensorflow as tf
+
+    from trainers import checkpoints
+
+    if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
+        raise ExportError(f"--k (particles) must be an integer ≥ 1, got {num_particles!r}")
+    if os.path.exists(out_base) and not os.path.isdir(out_base):
+        raise ExportError(f"{out_base} exists and is not a directory")
+    model, config, step = checkpoints.load_model(workdir, checkpoint)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    version = choose_version(out_base, step, version)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in make_endpoints(model, num_particles).items():
+        archive.add_endpoint(name, fn, signature)  # `track` first: ExportArchive makes it serving_default.
+
+    os.makedirs(out_base, exist_ok=True)
+    final = os.path.join(out_base, str(version))
+    tmp = os.path.join(out_base, f".tmp-{version}-{os.getpid()}")
+    try:
+        archive.write_out(tmp, verbose=False)
+        info = {"workdir": os.path.abspath(workdir), "checkpoint": os.path.abspath(checkpoint), "step": step,
+                "num_particles": num_particles, "track_seed": list(TRACK_SEED),
+                "image_shape": list(config.model.image_shape), "num_slots": config.model.num_slots,
+                "z_what_dim": config.model.z_what_dim, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        # assets.extra/ is shipped with the model but not loaded by TF Serving: provenance for humans.
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, "assets.extra", "sqair_export.json"), "w") as f:
+            json.dump(info, f, indent=2)
+        if os.path.exists(final):  # Appeared while we were writing: never replace it.
+            raise ExportError(f"{final} appeared during the export; refusing to overwrite it")
+        os.rename(tmp, final)  # Atomic on one file system: a server sees no version or a complete one.
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def track_saved_model(path, frames):
+    """Runs the exported `track` signature on `frames` ([B, T, H, W, 1] in [0, 1]) and returns numpy arrays.
+
+    `path` is a version directory (or a loaded SavedModel object, to avoid reloading in a loop). Only TensorFlow is
+    needed: this is what a client without this package sees.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path) if isinstance(path, (str, os.PathLike)) else path
+    outputs = loaded.signatures["track"](frames=tf.constant(np.asarray(frames, np.float32)))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def describe_signatures(path):
+    """Lines `name(inputs) -> outputs` for each serving signature of the SavedModel at `path`."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    lines = []
+    for name in sorted(loaded.signatures):
+        fn = loaded.signatures[name]
+        _, kwargs = fn.structured_input_signature
+        inputs = ", ".join(f"{key}: {_spec(spec)}" for key, spec in sorted(kwargs.items()))
+        outputs = ", ".join(f"{key}: {_spec(spec)}" for key, spec in sorted(fn.structured_outputs.items()))
+        lines.append(f"{name}({inputs}) -> {outputs}")
+    return lines
+
+
+def _spec(spec):
+    if spec.shape.rank is None:
+        return f"{spec.dtype.name} [any shape, checked in the graph]"
+    shape = "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
+    return f"{spec.dtype.name} {shape}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Command line.
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="sqair-export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="run directory written by sqair-train (config.json and "
+                                                         "checkpoints/)")
+    parser.add_argument("--out", required=True, metavar="EXPORT_BASE",
+                        help="model base path for TF Serving; the export goes to EXPORT_BASE/<version>/")
+    parser.add_argument("--k", type=int, default=DEFAULT_NUM_PARTICLES,
+                        help=f"particles K that `track` runs per sequence before keeping the highest-weight one "
+                             f"(default {DEFAULT_NUM_PARTICLES}); latency grows about linearly with K")
+    parser.add_argument("--checkpoint", metavar="PREFIX",
+                        help="checkpoint prefix to export, e.g. WORKDIR/checkpoints/ckpt-4000 (default: the latest)")
+    parser.add_argument("--version", type=int,
+                        help="integer version directory (default: the checkpoint's training step, or one above the "
+                             "highest existing version if that is taken); an existing version is never overwritten")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+
+    def fail(message):
+        print(f"sqair-export: error: {message}", file=sys.stderr)
+        return 2
+
+    if args.k < 1:
+        return fail(f"--k (particles) must be ≥ 1, got {args.k}")
+    if args.version is not None and args.version < 0:
+        return fail(f"--version must be ≥ 0, got {args.version}")
+    if not os.path.isdir(args.workdir):
+        return fail(f"no run directory {args.workdir}")
+    from trainers import checkpoints
+
+    start = time.perf_counter()
+    try:
+        path = export_model(args.workdir, args.out, args.k, args.checkpoint, args.version)
+    except (checkpoints.CheckpointError, ExportError) as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return 130
+    seconds = time.perf_counter() - start
+    print(f"exported {os.path.abspath(path)} ({directory_size(path) / 1e6:.1f} MB, K={args.k}, {seconds:.0f} s)")
+    print("signatures:")
+    for line in describe_signatures(path):
+        print(f"  {line}")
+    return 0
+
+
+def run():
+    """Console entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -237,7 +237,7 @@ PRESETS = {
     "demo": dataclasses.replace(
         _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, vimco_signal="textbook",
         curriculum_stage_steps=100_000,
-        max_seq_len=3, total_steps=400, steps_per_loop=25, checkpoint_every=100, eval_every=200, image_every=200,
+        max_seq_len=3, total_steps=1000, steps_per_loop=50, checkpoint_every=250, eval_every=250, image_every=500,
         eval_batch_size=100),
     # Tests: the tiny `debug` model on 32×32 data, a handful of steps.
     "debug": dataclasses.replace(

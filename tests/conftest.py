@@ -18,3 +18,15 @@ def debug_data(tmp_path_factory):
     for split, num in (("train", 64), ("test", 16)):
         generate.generate_split(out, split, num, 0, config, num_workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def debug_run(debug_data, tmp_path_factory):
+    """A run directory trained for 2 steps on the `debug` preset by the real trainer (evaluation, export)."""
+    from trainers import config as config_lib
+    from trainers import trainer as trainer_lib
+
+    workdir = str(tmp_path_factory.mktemp("debug_run"))
+    trainer_lib.Trainer(config_lib.preset("debug", [f"data_dir={debug_data}", "total_steps=2"]), workdir,
+                        progress=False, log=lambda *a: None).train()
+    return workdir

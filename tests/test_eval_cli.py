@@ -5,22 +5,10 @@ import os
 import subprocess
 import sys
 
-import pytest
 from PIL import Image
-
-from trainers import config as config_lib
-from trainers import trainer as trainer_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-
-
-@pytest.fixture(scope="module")
-def debug_run(debug_data, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("debug_run"))
-    trainer_lib.Trainer(config_lib.preset("debug", [f"data_dir={debug_data}", "total_steps=2"]), workdir,
-                        progress=False, log=lambda *a: None).train()
-    return workdir
 
 
 def _eval(*args):

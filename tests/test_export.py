@@ -17,9 +17,7 @@ import tensorflow as tf
 
 from sqair_tf import model as model_lib
 from trainers import checkpoints
-from trainers import config as config_lib
 from trainers import export
-from trainers import trainer as trainer_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -30,11 +28,8 @@ N, D = 2, 4
 
 
 @pytest.fixture(scope="module")
-def run_dir(debug_data, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("export_run"))
-    trainer_lib.Trainer(config_lib.preset("debug", [f"data_dir={debug_data}", "total_steps=2"]), workdir,
-                        progress=False, log=lambda *a: None).train()
-    return workdir
+def run_dir(debug_run):
+    return debug_run  # conftest: a real 2-step debug run.
 
 
 @pytest.fixture(scope="module")

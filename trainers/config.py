@@ -226,12 +226,14 @@ PRESETS = {
     # - VIMCO with the textbook learning signal (IWAE − cv_k): the original's per-particle signal L_k − cv_k is
     #   hundreds of nats for every non-dominant particle; with Adam 1e-4 it made the presence networks swing
     #   (counting accuracy 0.75 at 5 minutes, then 0.57–0.61 while the held-out IWAE fell).
+    # - learning rate ÷3 at steps 4,000 and 8,000: with the textbook signal alone, counting reached 0.94 at 15
+    #   minutes and then collapsed at step ~6,900 (training IWAE 2,200 → 1,200 within 200 steps).
     # - batch 16: twice the steps per second of batch 32; counting is learnt per step more than per sequence.
     # - curriculum 3 frames, +1 every 5,000 steps up to 5: short sequences are cheap and counting is learnt on them.
     # - XLA for the forward/backward pass: +28 % at T = 10 (benchmarks/RESULTS.md) for ~40 s of compilation.
     "fast": dataclasses.replace(
-        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, vimco_signal="textbook",
-        curriculum_stage_steps=5000, max_seq_len=5, total_steps=50_000, steps_per_loop=50, jit_compile=True,
+        _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(4000, 8000), batch_size=16,
+        vimco_signal="textbook", curriculum_stage_steps=5000, max_seq_len=5, total_steps=50_000, steps_per_loop=50, jit_compile=True,
         checkpoint_every=1000, eval_every=500, image_every=1000, eval_batch_size=200),
     # What `make demo` trains: the fast recipe for a few minutes.
     "demo": dataclasses.replace(

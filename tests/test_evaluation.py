@@ -63,7 +63,7 @@ def test_chunked_evaluation_equals_the_direct_computation(debug_data, tiny_model
         counts_ok.append(np.mean(inferred == batch["count"].numpy()[:, None, None], axis=-1))
     log_w, counts_ok = np.concatenate(log_w, 1), np.concatenate(counts_ok, 1)  # [3, 4]
     iwae = float(np.mean(objectives.iwae_bound(tf.constant(log_w, tf.float64)).numpy()))
-    assert result["iwae"] == pytest.approx(iwae, rel=1e-6)
+    assert result["iwae"] == pytest.approx(iwae, rel=1e-5)  # float32 model, compiled vs eager op order.
     assert result["counting_accuracy"] == pytest.approx(np.mean(np.sum(softmax(log_w, 1) * counts_ok, 1)), rel=1e-5)
     assert result["num_sequences"] == 3 and result["num_particles"] == 4
 
@@ -75,6 +75,6 @@ def test_one_chunk_equals_one_call_with_all_particles(debug_data, tiny_model):
     out = tiny_model(batch["frames"], seed=tf.random.experimental.stateless_fold_in(tf.constant([1, 0]), 0),
                      num_particles=3)
     lw = model_lib.sequence_log_weights(out, 3).numpy().astype(np.float64)
-    assert result["iwae"] == pytest.approx(np.mean(logsumexp(lw, 1) - np.log(3)), rel=1e-6)
+    assert result["iwae"] == pytest.approx(np.mean(logsumexp(lw, 1) - np.log(3)), rel=1e-5)
     with pytest.raises(ValueError, match="multiple of the chunk size"):
         evaluation.evaluate(tiny_model, debug_data, "test", 2, num_particles=5, chunk=2)

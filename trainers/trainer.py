@@ -22,7 +22,9 @@ sequence (the model tiles K inside each replica).
 """
 
 import os
+import signal
 import sys
+import threading
 import time
 
 import keras
@@ -350,8 +352,16 @@ class Trainer:
             bar = tqdm(total=total, initial=step, unit="step", desc="train", file=sys.stderr, dynamic_ncols=True,
                        smoothing=0.1)
         last = {}
+        # Ctrl-C (SIGINT) is turned into a flag checked between loops: a KeyboardInterrupt raised at an arbitrary
+        # point can be swallowed by library code (a CI run kept training after SIGINT) or land mid-save.
+        stop = []
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
         try:
             while step < total:
+                if stop:
+                    raise KeyboardInterrupt
                 seq_len = cfg.seq_len(step, self.data_len)
                 boundaries = [total, cfg.next_stage_step(step), _next_multiple(step, cfg.checkpoint_every),
                               _next_multiple(step, cfg.eval_every), step + cfg.steps_per_loop]
@@ -391,6 +401,8 @@ class Trainer:
             self.log(f"interrupted: saved {path} at step {int(self.step.numpy())}; run again to resume")
             raise
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             if bar is not None:
                 bar.close()
             for writer in self._writers.values():

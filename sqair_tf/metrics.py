@@ -24,6 +24,21 @@ def importance_weighted(values, log_weights):
     return tf.reduce_sum(weights * tf.cast(values, weights.dtype), axis=-1)
 
 
+def count_correct(num_objects, true_count, num_particles):
+    """Fraction of frames whose inferred count equals the ground truth, per sequence and particle, [B, K].
+
+    Args:
+      num_objects: int [T, B·K], present slots after truncation.
+      true_count: int [B] (the sequence's digit count) or [B, T] (a per-frame count, e.g. visible digits).
+      num_particles: K.
+    """
+    inferred = tf.reshape(tf.transpose(tf.cast(num_objects, tf.int32)),
+                          [-1, num_particles, tf.shape(num_objects)[0]])  # [B, K, T]
+    true_count = tf.cast(true_count, tf.int32)
+    target = true_count[:, None, None] if true_count.shape.rank == 1 else true_count[:, None, :]
+    return tf.reduce_mean(tf.cast(tf.equal(inferred, target), tf.float32), axis=-1)  # [B, K]
+
+
 def counting_accuracy(num_objects, true_count, log_weights):
     """The paper's counting accuracy of each sequence (spec §6), [B].
 
@@ -36,9 +51,5 @@ def counting_accuracy(num_objects, true_count, log_weights):
       float32 [B]: the fraction of frames whose inferred count equals the ground truth, importance-weighted over
       particles.
     """
-    k = tf.shape(log_weights)[-1]
-    inferred = tf.reshape(tf.transpose(tf.cast(num_objects, tf.int32)), [-1, k, tf.shape(num_objects)[0]])  # [B, K, T]
-    true_count = tf.cast(true_count, tf.int32)
-    target = true_count[:, None, None] if true_count.shape.rank == 1 else true_count[:, None, :]
-    correct = tf.reduce_mean(tf.cast(tf.equal(inferred, target), tf.float32), axis=-1)  # [B, K]
+    correct = count_correct(num_objects, true_count, tf.shape(log_weights)[-1])  # [B, K]
     return importance_weighted(correct, tf.cast(log_weights, tf.float32))

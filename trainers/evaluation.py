@@ -40,15 +40,13 @@ def chunk_function(model, chunk, jit_compile=False):
         per_sequence = lambda key: tf.reshape(tf.reduce_sum(outputs[key], axis=0), [-1, chunk])  # noqa: E731
         log_p = per_sequence("log_p_continuous") + per_sequence("log_p_discrete")
         log_q = per_sequence("log_q_continuous") + per_sequence("log_q_discrete")
-        t_len = tf.shape(frames)[1]
-        inferred = tf.reshape(tf.transpose(outputs["num_objects"]), [-1, chunk, t_len])  # [B, c, T]
-        correct = lambda target: tf.reduce_mean(tf.cast(tf.equal(inferred, target), tf.float32), -1)  # noqa: E731
+        correct = lambda target: metrics_lib.count_correct(outputs["num_objects"], target, chunk)  # noqa: E731
         quantities = {
             "log_weight": log_weights,
             "log_likelihood": per_sequence("log_likelihood"),
             "kl": log_q - log_p,
-            "counting_accuracy": correct(tf.cast(count, tf.int32)[:, None, None]),
-            "visible_counting_accuracy": correct(tf.cast(visible_count, tf.int32)[:, None, :]),
+            "counting_accuracy": correct(count),  # [B, c]
+            "visible_counting_accuracy": correct(visible_count),  # [B, c]
             "num_objects": metrics_lib.per_particle_frame_mean(outputs["num_objects"], chunk),
         }
         best = model_lib.best_particle({key: outputs[key] for key in BEST}, log_weights)

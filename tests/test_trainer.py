@@ -83,6 +83,37 @@ def test_non_finite_update_is_skipped_counted_and_recovered(debug_data, tmp_path
     assert int(trainer.step.numpy()) == 3 and int(trainer.nonfinite_total.numpy()) == 1
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_fused_single_replica_step_equals_the_split_step_and_skips_non_finite_updates(debug_data, tmp_path, jit):
+    """The one-cluster step (forward, backward, check, update) computes what the replica-split path computes."""
+    def trainer_in(name, fused):
+        trainer = trainer_lib.Trainer(_config(debug_data, f"jit_compile={jit}"), str(tmp_path / name),
+                                      progress=False, log=lambda *a: None)
+        trainer._fused = fused
+        return trainer
+
+    fused, split = trainer_in("fused", True), trainer_in("split", False)
+    good = next(iter(fused._dataset(0)))
+    bad = dict(good, frames=tf.tensor_scatter_nd_update(good["frames"], [[0, 0, 5, 5, 0]], [np.nan]))
+    results = []
+    for trainer in (fused, split):
+        loop = trainer._loop_fn(2)
+        iterator = iter(tf.data.Dataset.from_tensors(good).concatenate(tf.data.Dataset.from_tensors(bad)).repeat())
+        totals, applied = loop(iterator, tf.constant(1))  # good
+        before = _state(trainer)[:-2]
+        _, skipped = loop(iterator, tf.constant(1))  # NaN: skipped, nothing moves
+        for x, y in zip(before, _state(trainer)[:-2]):
+            np.testing.assert_array_equal(x, y)
+        results.append((totals, float(applied), float(skipped), before))
+    (totals_a, applied_a, skipped_a, state_a), (totals_b, applied_b, skipped_b, state_b) = results
+    assert (applied_a, skipped_a, applied_b, skipped_b) == (1.0, 0.0, 1.0, 0.0)
+    for key in totals_a:
+        np.testing.assert_allclose(float(totals_a[key]), float(totals_b[key]), rtol=1e-5, err_msg=key)
+    for x, y in zip(state_a, state_b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert int(fused.nonfinite_total.numpy()) == 1 and int(fused.optimizer.iterations.numpy()) == 1
+
+
 def test_stops_after_too_many_non_finite_updates_and_keeps_the_last_good_checkpoint(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20"), str(tmp_path), progress=False,
                                   log=lambda *a: None)

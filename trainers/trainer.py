@@ -9,8 +9,11 @@ A `Trainer` owns one run directory:
 
 Structure (Orbit-style): a `tf.function` runs `steps_per_loop` steps per call and returns metrics; logging,
 checkpoints, the curriculum and the progress bar happen in Python between calls. The curriculum length L is a
-Python int, so each stage gets its own trace with a static T (needed by XLA). The per-replica forward/backward
-is optionally `jit_compile`d; the optimizer update stays outside XLA so a non-finite update can be skipped.
+Python int, so each stage gets its own trace with a static T (needed by XLA). With one replica (the usual CPU
+case), the whole step — forward, backward, the non-finite check and the optimizer update, skipped with a `tf.cond`
+when anything is non-finite — is one function, `jit_compile`d as one XLA cluster when `jit_compile` is set. With
+several replicas, the per-replica forward/backward is compiled and the skip decision, which needs a cross-replica
+all-reduce, and the update run outside XLA.
 
 Determinism: the sampling seed of step s on replica r is fold_in(fold_in(seed, s), r) and the data order is a
 deterministic function of the seed (`data_pipelines.dataset`), resumed by skipping the batches already used; so
@@ -175,7 +178,10 @@ class Trainer:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
             self.log(f"resumed from {self.manager.latest_checkpoint} at step {int(self.step.numpy())}")
         self._loops = {}
+        # One replica: the fused step (one XLA cluster). Several: compiled forward/backward, update outside.
+        self._fused = self.strategy.num_replicas_in_sync == 1
         self._grad_fn = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
+        self._fused_fn = tf.function(self._fused_step, jit_compile=cfg.jit_compile)
         self._eval_fn = tf.function(self._evaluate_batch)
         self._writers = {name: tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", name))
                          for name in ("train", "eval")}
@@ -223,14 +229,27 @@ class Trainer:
     def _loss_and_grads(self, frames, count, seed):
         return loss_and_grads(self.model, self.config, frames, count, seed)
 
+    def _fused_step(self, frames, count, seed):
+        """Forward, backward, non-finite check and the (skipped when non-finite) update of a single replica."""
+        loss, grads, sums = loss_and_grads(self.model, self.config, frames, count, seed)
+        finite = _all_finite(loss, grads)
+
+        def apply():
+            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        sums = {key: tf.where(finite, value, 0.0) for key, value in sums.items()}
+        return sums, tf.cast(finite, tf.float32)
+
     def _replica_step(self, batch, step_seed, seq_len):
         ctx = tf.distribute.get_replica_context()
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
         frames = batch["frames"][:, :seq_len]  # [B, L, H, W, 1] — the curriculum (spec §5)
+        if self._fused:
+            return self._fused_fn(frames, batch["count"], seed)
         loss, grads, sums = self._grad_fn(frames, batch["count"], seed)
-        finite = tf.math.is_finite(loss)
-        for g in grads:
-            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+        finite = _all_finite(loss, grads)
         # Every replica must take the same decision: any non-finite replica skips the update everywhere.
         num_bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
         finite = num_bad < 0.5
@@ -424,6 +443,14 @@ class Trainer:
         with self._writers["train"].as_default(step=step):
             for key, value in values.items():
                 tf.summary.scalar(key, value)
+
+
+def _all_finite(loss, grads):
+    """Scalar bool: the loss and every gradient entry are finite."""
+    finite = tf.math.is_finite(loss)
+    for g in grads:
+        finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+    return finite
 
 
 def _next_multiple(step, every):

@@ -50,11 +50,24 @@ class DiscoveryCore(keras.layers.Layer):
         self.presence_mlp = networks.MLP((config.small_hidden_size,), output_size=1,
                                          output_bias_init=config.disc_presence_bias, name="presence_mlp")
 
-    def call(self, image, summary, seed) -> Dict[str, tf.Tensor]:
+    def encode_images(self, images):
+        """The image encoder's features [..., 256] of frames [..., H, W, C].
+
+        It depends on the frame alone, so the model runs it once over all frames of a batch, before the time
+        loop and before the K particles of a sequence are tiled (they see the same frame): one large matrix
+        product instead of T, on B·T rows instead of B·K·T.
+        """
+        leading = tf.shape(images)[:-3]
+        flat = tf.reshape(images, tf.concat([leading, [self.config.num_pixels]], axis=0))  # [..., H·W·C]
+        with keras.name_scope(self.name):  # Called from outside this layer: keep the weights' paths under it.
+            return self.image_encoder(flat)
+
+    def call(self, image, image_features, summary, seed) -> Dict[str, tf.Tensor]:
         """Runs the N discovery steps on one frame.
 
         Args:
           image: [BK, H, W, C] the frame x_t.
+          image_features: [BK, 256] `encode_images(image)`, computed by the caller.
           summary: [BK, 256] c_t, the summary of the propagated objects (spec §2.9).
           seed: int32 [2] stateless seed.
 
@@ -68,7 +81,6 @@ class DiscoveryCore(keras.layers.Layer):
         """
         cfg = self.config
         batch = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]  # Static for XLA grads.
-        image_features = self.image_encoder(tf.reshape(image, [batch, cfg.num_pixels]))  # [BK, 256]
         z_what = tf.zeros([batch, cfg.z_what_dim], image.dtype)
         z_where = tf.zeros([batch, 4], image.dtype)
         z_pres = tf.ones([batch, 1], image.dtype)  # The chain starts "present" (spec §2.6).

@@ -192,14 +192,17 @@ def compose(
     z_pres = tf.cast(z_pres, dtype)
     mean_image = tf.cast(mean_image, dtype)
     height, width = mean_image.shape[-3], mean_image.shape[-2]
-    num_channels = glimpses.shape[-1]
-    # Render the glimpses and an all-ones glimpse together: one set of interpolation kernels for both.
-    with_ones = tf.concat([glimpses, tf.ones_like(glimpses[..., :1])], axis=-1)  # [..., N, G, G, C+1]
-    rendered = spatial_transformer.render_glimpses(with_ones, z_where, (height, width))  # [..., N, H, W, C+1]
-    rendered = rendered * z_pres[..., None, None, None]  # [..., N, H, W, C+1]
-    summed = tf.reduce_sum(rendered, axis=-4)  # [..., H, W, C+1]
-    canvas, coverage = summed[..., :num_channels], summed[..., num_channels:]  # [..., H, W, C], [..., H, W, 1]
-    written_mask = tf.sigmoid(_MASK_OFFSET + _MASK_GAIN * coverage)  # [..., H, W, 1]
+    # render(g) = K_y · g · K_xᵀ per slot (spatial_transformer.render_kernels). Two exact rewrites save work:
+    # the sum over slots folds into the second contraction (over slot and glimpse column together), and
+    # render(ones) = (K_y·1)(K_x·1)ᵀ is an outer product of kernel row sums.
+    kernel_y, kernel_x = spatial_transformer.render_kernels(
+        z_where, glimpses.shape[-3:-1], (height, width))  # [..., N, H, G], [..., N, W, G]
+    rows = tf.einsum("...niy,...nyxc->...nixc", kernel_y, glimpses)  # [..., N, H, G, C]
+    rows = rows * z_pres[..., None, None, None]
+    canvas = tf.einsum("...njx,...nixc->...ijc", kernel_x, rows)  # [..., H, W, C]
+    coverage_y = tf.reduce_sum(kernel_y, axis=-1) * z_pres[..., None]  # [..., N, H]
+    coverage = tf.einsum("...ni,...nj->...ij", coverage_y, tf.reduce_sum(kernel_x, axis=-1))  # [..., H, W]
+    written_mask = tf.sigmoid(_MASK_OFFSET + _MASK_GAIN * coverage)[..., None]  # [..., H, W, 1]
     return canvas + mean_image * written_mask, written_mask
 
 

@@ -97,10 +97,13 @@ class SQAIR(keras.Model):
         tiled = tf.repeat(frames, num_particles, axis=0)  # [BK, T, H, W, C], particles contiguous
         frames_tm = tf.transpose(tiled, [1, 0, 2, 3, 4])  # [T, BK, H, W, C]
         num_steps = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
+        # DISC's image features depend on the frame alone: once per frame, before tiling the particles.
+        features = self.cell.discovery.encode_images(frames)  # [B, T, F]
+        features_tm = tf.transpose(tf.repeat(features, num_particles, axis=0), [1, 0, 2])  # [T, BK, F]
 
         def step(t, state):
             seed_t = tf.random.experimental.stateless_fold_in(seed, t)
-            return self.cell.inference_step(frames_tm[t], state, t, seed_t)
+            return self.cell.inference_step(frames_tm[t], state, t, seed_t, image_features=features_tm[t])
 
         batch = tiled.shape[0] if tiled.shape[0] is not None else tf.shape(tiled)[0]  # Static for XLA grads.
         return unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)

@@ -100,12 +100,16 @@ class PropagationCore(keras.layers.Layer):
         z_where_prev = tf.zeros([batch, 4], image.dtype)
         z_pres_prev = tf.zeros([batch, 1], image.dtype)  # The first slot sees "previous present" = 0 (§7.10).
         relation_state = self.relation_rnn.initial_state(batch)  # [BK, 256]
+        # Per-slot views, split once: one unstack (whose gradient is one stack) instead of a strided slice, and
+        # its gradient, per slot and tensor.
+        per_slot = zip(tf.unstack(z_what_tm1, axis=1), tf.unstack(z_where_tm1, axis=1),
+                       tf.unstack(z_pres_tm1[..., None], axis=1), tf.unstack(temporal_state_tm1, axis=1),
+                       tf.unstack(proposal_what, axis=1), tf.unstack(mask, axis=1), tfp.random.split_seed(seed, n))
         slots = []
-        for i, seed_i in enumerate(tfp.random.split_seed(seed, n)):
+        for what_tm1, where_tm1, pres_tm1, temporal_tm1, proposal_what_i, mask_i, seed_i in per_slot:
+            # [BK, D], [BK, 4], [BK, 1], [BK, 256], [BK, D], [BK, G, G, 1]
             seed_where, seed_what, seed_pres = tfp.random.split_seed(seed_i, 3)
-            what_tm1, where_tm1 = z_what_tm1[:, i], z_where_tm1[:, i]  # [BK, D], [BK, 4]
-            pres_tm1, temporal_tm1 = z_pres_tm1[:, i:i + 1], temporal_state_tm1[:, i]  # [BK, 1], [BK, 256]
-            rnn_input = tf.concat([proposal_what[:, i], z_what_prev, z_where_prev, z_pres_prev,
+            rnn_input = tf.concat([proposal_what_i, z_what_prev, z_where_prev, z_pres_prev,
                                    what_tm1, where_tm1, pres_tm1, temporal_tm1], axis=-1)  # [BK, 416]
             relation, relation_state = self.relation_rnn(rnn_input, relation_state)  # [BK, 256]
 
@@ -118,7 +122,7 @@ class PropagationCore(keras.layers.Layer):
             z_where = where_loc + tf.matmul(scale_tril, noise)[..., 0]  # [BK, 4]
 
             glimpse = spatial_transformer.extract_glimpses(image, z_where, g)  # [BK, G, G, C]
-            glimpse_loc, glimpse_scale = self.glimpse_encoder(glimpse, mask[:, i])  # [BK, D] each
+            glimpse_loc, glimpse_scale = self.glimpse_encoder(glimpse, mask_i)  # [BK, D] each
             temporal, _ = self.temporal_rnn(
                 tf.concat([relation, z_where, glimpse_loc, glimpse_scale], axis=-1), temporal_tm1)  # [BK, 256]
             temporal_stats = self.temporal_gaussian(temporal)  # [BK, 2D]

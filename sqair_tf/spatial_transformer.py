@@ -161,18 +161,40 @@ def render_glimpses(
     Returns:
       [..., H, W, C] canvases, one per glimpse (not summed over anything).
     """
+    glimpses, z_where = _check_inputs(glimpses, z_where, "glimpses")
+    kernel_y, kernel_x = render_kernels(z_where, glimpses.shape[-3:-1], image_size)
+    return _separable_sample(glimpses, kernel_y, kernel_x)  # [..., H, W, C]
+
+
+def render_kernels(
+    z_where: tf.Tensor, glimpse_size: Sequence[int], image_size: Sequence[int]
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The separable kernels of `render_glimpses`: canvas = K_y · glimpse · K_xᵀ.
+
+    Exposed so that a caller can reuse them: rendering an all-ones glimpse is the outer product of their row
+    sums (`glimpse.compose` uses this for the written mask), and the sum over object slots can be folded into
+    the second contraction.
+
+    Args:
+      z_where: [..., 4] logits (s_x, s_y, t_x, t_y); its dtype is the kernels' dtype.
+      glimpse_size: (G_h, G_w) of the glimpses.
+      image_size: (H, W) of the canvas, each ≥ 2.
+
+    Returns:
+      kernel_y [..., H, G_h] and kernel_x [..., W, G_w].
+    """
     height, width = (int(v) for v in image_size)
     if height < 2 or width < 2:
         raise ValueError(f"image_size must be >= 2 along both axes, got {tuple(image_size)}.")
-    glimpses, z_where = _check_inputs(glimpses, z_where, "glimpses")
-    glimpse_h, glimpse_w = glimpses.shape[-3], glimpses.shape[-2]
+    glimpse_h, glimpse_w = (int(v) for v in glimpse_size)
+    z_where = tf.convert_to_tensor(z_where)
     scale, shift = where_to_transform(z_where)  # [..., 2] each, (x, y)
-    dtype = glimpses.dtype
+    dtype = z_where.dtype
     src_x = (_grid(width, dtype) - shift[..., 0:1]) / scale[..., 0:1]  # [..., W]
     src_y = (_grid(height, dtype) - shift[..., 1:2]) / scale[..., 1:2]  # [..., H]
-    kernel_x = _interpolation_kernel(src_x, glimpse_w)  # [..., W, G]
-    kernel_y = _interpolation_kernel(src_y, glimpse_h)  # [..., H, G]
-    return _separable_sample(glimpses, kernel_y, kernel_x)  # [..., H, W, C]
+    kernel_x = _interpolation_kernel(src_x, glimpse_w)  # [..., W, G_w]
+    kernel_y = _interpolation_kernel(src_y, glimpse_h)  # [..., H, G_h]
+    return kernel_y, kernel_x
 
 
 def boxes_from_where(z_where: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:

@@ -2,7 +2,7 @@
 
 `SQAIRCell` owns every network of the model and offers two step functions over the same object state:
 
-* `inference_step(image, state, t, seed)`: the posterior step used for training and evaluation. Order (spec
+* `inference_step(image, state, t, seed[, image_features])`: the posterior step used for training and evaluation. Order (spec
   §2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated objects and the expected
   count ĉ_t; DISC inference and the DISC priors; merge (present first, truncate to N, ids); decode; the per-step log
   weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t, z_{t−1}).
@@ -139,11 +139,13 @@ class SQAIRCell(keras.layers.Layer):
         return new_state, described
 
     # ----------------------------------------------------------------------------------------------------------
-    def inference_step(self, image, state: ObjectState, t, seed):
+    def inference_step(self, image, state: ObjectState, t, seed, image_features=None):
         """One posterior step (spec §2.11).
 
         Args:
           image: [BK, H, W, C] the frame x_t.
+          image_features: optional [BK, 256] `discovery.encode_images(image)`; the sequence unroll computes
+            them for all frames at once (computed here when None).
           state: the `ObjectState` at t−1.
           t: scalar int32 time index (the count prior's t > 0 bias, spec §2.7).
           seed: int32 [2].
@@ -167,7 +169,9 @@ class SQAIRCell(keras.layers.Layer):
         expected_count = presence_lib.expected_prop_count(prior["presence_logit"])  # [BK, 1]
 
         # 4. DISC inference and the DISC priors.
-        disc = self.discovery(image, summary, seed_disc)
+        if image_features is None:
+            image_features = self.discovery.encode_images(image)  # [BK, 256]
+        disc = self.discovery(image, image_features, summary, seed_disc)
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
         disc_log_p = priors_lib.discovery_prior_log_prob_parts(

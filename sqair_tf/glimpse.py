@@ -206,6 +206,49 @@ def compose(
     return canvas + mean_image * written_mask, written_mask
 
 
+# A rendered pixel brighter than this counts as drawn by its object (frames are in [0, 1]): a tenth of full
+# intensity, low enough to keep a digit's faint strokes, high enough to ignore the decoder's near-zero background.
+DRAWN_THRESHOLD = 0.1
+
+
+def drawn_boxes(
+    glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, image_size: Sequence[int],
+    threshold: float = DRAWN_THRESHOLD,
+) -> tf.Tensor:
+    """Boxes of the canvas pixels that each present object draws above `threshold`.
+
+    The glimpse box (`spatial_transformer.boxes_from_where`) is the footprint of the whole G×G glimpse, larger than
+    the object it holds and not clipped to the canvas; tracking metrics compare against the tight boxes of the
+    digits' drawn pixels, so the object's box is taken from what it renders: the bounding box of its rendered
+    glimpse's pixels above `threshold` (any channel), inside the canvas by construction.
+
+    Args:
+      glimpses: [..., N, G, G, C] decoded glimpses; z_where: [..., N, 4] logits; z_pres: [..., N].
+      image_size: (H, W) of the canvas.
+      threshold: intensity above which a rendered pixel counts as drawn.
+
+    Returns:
+      [..., N, 4] (y_min, x_min, y_max, x_max) in pixels with the max exclusive (the data's ground-truth
+      convention), dtype of `glimpses`; all zeros for an absent object or one that draws nothing.
+    """
+    glimpses = tf.stop_gradient(tf.convert_to_tensor(glimpses))
+    height, width = (int(v) for v in image_size)
+    rendered = spatial_transformer.render_glimpses(
+        glimpses, tf.stop_gradient(tf.cast(z_where, glimpses.dtype)), (height, width))  # [..., N, H, W, C]
+    drawn = tf.logical_and(tf.reduce_max(rendered, axis=-1) > threshold,
+                           tf.cast(z_pres, glimpses.dtype)[..., None, None] > 0.5)  # [..., N, H, W]
+
+    def extent(mask, size):  # mask [..., N, size] → first index and last index + 1 (0, 0 when empty)
+        index = tf.range(size)
+        first = tf.reduce_min(tf.where(mask, index, size), axis=-1)
+        end = tf.reduce_max(tf.where(mask, index + 1, 0), axis=-1)
+        return tf.where(tf.reduce_any(mask, axis=-1), first, 0), end
+
+    y_min, y_max = extent(tf.reduce_any(drawn, axis=-1), height)  # [..., N] each
+    x_min, x_max = extent(tf.reduce_any(drawn, axis=-2), width)
+    return tf.cast(tf.stack([y_min, x_min, y_max, x_max], axis=-1), glimpses.dtype)  # [..., N, 4]
+
+
 class Renderer(keras.layers.Layer):
     """Owns the learnable mean image and composes object glimpses into the canvas (spec §2.4).
 

@@ -12,6 +12,7 @@ forward pass is a deterministic function of (weights, frames, seed).
 import keras
 import tensorflow as tf
 
+from sqair_tf import glimpse
 from sqair_tf import timestep
 
 
@@ -69,7 +70,12 @@ class SQAIR(keras.Model):
       z_what [T, BK, N, D], z_where [T, BK, N, 4], z_pres [T, BK, N], presence_prob [T, BK, N]
       object_ids        int32 [T, BK, N]  (−1 for empty slots)
       num_objects       int32 [T, BK]     present slots (the inferred count)
-      boxes             [T, BK, N, 4]     (y_min, x_min, y_max, x_max) in pixels
+      boxes             [T, BK, N, 4]     (y_min, x_min, y_max, x_max) in pixels, max exclusive: the box of
+                                          the pixels the object draws (`glimpse.drawn_boxes`), zeros if absent
+      glimpse_boxes     [T, BK, N, 4]     the glimpse's footprint (`spatial_transformer.boxes_from_where`)
+
+    `boxes` is computed after the time loop from the stacked glimpses, so a caller that does not use it (the
+    training loss) does not pay for it inside a compiled function.
     """
 
     def __init__(self, config, mean_image=None, **kwargs):
@@ -106,14 +112,22 @@ class SQAIR(keras.Model):
             return self.cell.inference_step(frames_tm[t], state, t, seed_t, image_features=features_tm[t])
 
         batch = tiled.shape[0] if tiled.shape[0] is not None else tf.shape(tiled)[0]  # Static for XLA grads.
-        return unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)
+        outputs, state = unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)
+        return self._with_drawn_boxes(outputs), state
 
     def _imagine(self, state, first_step, num_steps, seed, discover):
         def step(t, state):
             seed_t = tf.random.experimental.stateless_fold_in(seed, first_step + t)
             return self.cell.prior_step(state, first_step + t, seed_t, discover=discover)
 
-        return unroll(step, state, num_steps, timestep.PRIOR_OUTPUTS)
+        outputs, state = unroll(step, state, num_steps, timestep.PRIOR_OUTPUTS)
+        return self._with_drawn_boxes(outputs), state
+
+    def _with_drawn_boxes(self, outputs):
+        """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring)."""
+        outputs["boxes"] = glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
+                                               self.config.image_shape[:2])
+        return outputs
 
     def generate(self, frames, num_steps, seed, discover=False):
         """Conditional generation (paper Fig. 6): infer from the observed frames, then run the priors.
@@ -127,7 +141,7 @@ class SQAIR(keras.Model):
 
         Returns:
           (observed, generated): dicts of time-major tensors. `observed` as `call` with K = 1; `generated` has
-          `canvas` [num_steps, B, H, W, C] and the latents/ids/boxes of `timestep.PRIOR_OUTPUTS`.
+          `canvas` [num_steps, B, H, W, C], the latents/ids/glimpses of `timestep.PRIOR_OUTPUTS` and `boxes`.
         """
         frames = self._check_frames(frames)
         seed_infer, seed_imagine = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -139,7 +153,7 @@ class SQAIR(keras.Model):
     def sample(self, num_sequences, num_steps, seed):
         """Unconditional samples from the prior, discovery on (paper Fig. 5).
 
-        Returns a dict of time-major tensors with the keys of `timestep.PRIOR_OUTPUTS`, canvas
+        Returns a dict of time-major tensors with the keys of `timestep.PRIOR_OUTPUTS` and `boxes`, canvas
         [num_steps, num_sequences, H, W, C].
         """
         state = self.cell.initial_state(num_sequences)

@@ -54,10 +54,11 @@ INFERENCE_OUTPUTS = {
     "log_p_continuous": tf.float32, "log_p_discrete": tf.float32,
     "log_q_continuous": tf.float32, "log_q_discrete": tf.float32, "log_weight": tf.float32,
     "z_what": tf.float32, "z_where": tf.float32, "z_pres": tf.float32, "presence_prob": tf.float32,
-    "object_ids": tf.int32, "num_objects": tf.int32, "boxes": tf.float32, "glimpses": tf.float32,
+    "object_ids": tf.int32, "num_objects": tf.int32, "glimpse_boxes": tf.float32, "glimpses": tf.float32,
 }
 PRIOR_OUTPUTS = {key: INFERENCE_OUTPUTS[key] for key in (
-    "canvas", "z_what", "z_where", "z_pres", "presence_prob", "object_ids", "num_objects", "boxes")}
+    "canvas", "z_what", "z_where", "z_pres", "presence_prob", "object_ids", "num_objects", "glimpse_boxes",
+    "glimpses")}
 
 
 class SQAIRCell(keras.layers.Layer):
@@ -134,7 +135,7 @@ class SQAIRCell(keras.layers.Layer):
             "presence_prob": objects["presence_prob"],
             "object_ids": merged.object_ids,
             "num_objects": tf.cast(tf.reduce_sum(objects["z_pres"], axis=1), tf.int32),
-            "boxes": spatial_transformer.boxes_from_where(objects["z_where"], self.config.image_shape[:2]),
+            "glimpse_boxes": spatial_transformer.boxes_from_where(objects["z_where"], self.config.image_shape[:2]),
         }
         return new_state, described
 
@@ -233,5 +234,4 @@ class SQAIRCell(keras.layers.Layer):
             prior_state=self._new_object_states(self.propagation_prior.initial_state, batch),
             temporal_state=self._new_object_states(self.initial_temporal_state.initial_state, batch))
         new_state, outputs = self._merge_and_describe(state, propagated, discovered)
-        outputs.pop("glimpses")
         return outputs, new_state

@@ -33,7 +33,11 @@ def test_eval_writes_report_table_and_figures(debug_run):
     assert report["addition"]["test_frames"] == 6 * 5 and report["addition"]["train_frames"] == 32 * 5
     table = open(stem + ".md").read()
     assert table in out.stdout and "| HOTA |" in table and "| log p(x \\| z) (importance-weighted) |" in table
-    assert table.count("\n|") == 16  # Header, rule and 14 metric rows: no row broken by a stray "|".
+    assert table.count("\n|") == 18  # Header, rule and 16 metric rows: no row broken by a stray "|".
+    assert "| IoU of matched pairs, drawn boxes |" in table and "| IoU of matched pairs, glimpse boxes |" in table
+    for name in ("drawn", "glimpse"):
+        summary = report["box_iou"][name]
+        assert summary["num_pairs"] == 0 or 0.0 < summary["q25"] <= summary["q50"] <= summary["q75"] <= 1.0
 
     figures = report["figures"]
     # 4 sequences of 5 frames, 32×32 pixels: reconstruction = 8 rows at scale 2 with 2-pixel gaps.

@@ -56,13 +56,15 @@ def _in_process_track(model, frames, k):
         tf.constant(frames))
     log_weights = model_lib.sequence_log_weights(outputs, k)
     best = model_lib.best_particle(outputs, log_weights)
-    return {"presence": best["z_pres"], "boxes": best["boxes"], "object_ids": best["object_ids"],
+    return {"presence": best["z_pres"], "boxes": best["boxes"], "glimpse_boxes": best["glimpse_boxes"],
+            "object_ids": best["object_ids"],
             "counts": best["num_objects"], "reconstruction": best["canvas"], "z_what": best["z_what"],
             "log_weight": tf.reduce_max(log_weights, axis=1)}
 
 
 def _assert_track_contract(outputs, batch, time):
     expected = {"presence": (np.float32, (batch, time, N)), "boxes": (np.float32, (batch, time, N, 4)),
+                "glimpse_boxes": (np.float32, (batch, time, N, 4)),
                 "object_ids": (np.int32, (batch, time, N)), "counts": (np.int32, (batch, time)),
                 "reconstruction": (np.float32, (batch, time, H, W, 1)), "z_what": (np.float32, (batch, time, N, D)),
                 "log_weight": (np.float32, (batch,))}

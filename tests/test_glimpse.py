@@ -212,3 +212,38 @@ class RendererTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class DrawnBoxesTest(tf.test.TestCase):
+    """`drawn_boxes`: the box of the canvas pixels an object renders above the threshold, max exclusive."""
+
+    def _where(self, shift_x_pixels=0.0, size=20):
+        # Scale logit 20: sigmoid = 1.0 in float32, so a G = H glimpse renders 1:1; the shift moves it by
+        # shift·(size − 1)/2 pixels.
+        return [20.0, 20.0, float(np.arctanh(shift_x_pixels / ((size - 1) / 2))), 0.0]
+
+    def test_hand_built_boxes(self):
+        g = np.zeros([4, 20, 20, 1], np.float32)
+        g[0, 2:6, 3:8] = 0.5  # Rows 2–5, columns 3–7 → (2, 3, 6, 8).
+        g[1, 2:6, 6:14] = 0.5  # Shifted 8 px right: columns 14–21, clipped to the canvas → (2, 14, 6, 20).
+        g[2, 2:6, 3:8] = 0.05  # Below the threshold: draws nothing → zeros.
+        g[3, 2:6, 3:8] = 0.5  # Absent → zeros.
+        z_where = np.array([self._where(), self._where(8.0), self._where(), self._where()], np.float32)
+        z_pres = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
+        boxes = glimpse.drawn_boxes(g[None], z_where[None], z_pres[None], (20, 20)).numpy()[0]
+        np.testing.assert_array_equal(boxes, [[2, 3, 6, 8], [2, 14, 6, 20], [0, 0, 0, 0], [0, 0, 0, 0]])
+
+    def test_drawn_box_lies_inside_the_glimpse_box_and_the_canvas(self):
+        rng = np.random.default_rng(3)
+        g = rng.random([2, 3, 6, 6, 1]).astype(np.float32)
+        z_where = rng.normal(size=[2, 3, 4]).astype(np.float32)
+        z_pres = np.ones([2, 3], np.float32)
+        drawn = glimpse.drawn_boxes(g, z_where, z_pres, (16, 12)).numpy()
+        footprint = spatial_transformer.boxes_from_where(tf.constant(z_where), (16, 12)).numpy()
+        drew = drawn[..., 2] > drawn[..., 0]
+        assert drew.any()
+        assert (drawn[..., :2] >= 0).all() and (drawn[..., 2] <= 16).all() and (drawn[..., 3] <= 12).all()
+        # The rendered support starts within a pixel of the glimpse's first sampled centre and ends before the
+        # footprint's end (which reaches 2·s past the last centre).
+        assert (drawn[drew][:, :2] >= np.floor(footprint[drew][:, :2])).all()
+        assert (drawn[drew][:, 2:] <= np.ceil(footprint[drew][:, 2:]) + 1).all()

@@ -51,7 +51,8 @@ def test_output_contract(debug_model):
         "log_p_continuous": (t, b * k), "log_p_discrete": (t, b * k), "log_q_continuous": (t, b * k),
         "log_q_discrete": (t, b * k), "log_weight": (t, b * k), "z_what": (t, b * k, n, d),
         "z_where": (t, b * k, n, 4), "z_pres": (t, b * k, n), "presence_prob": (t, b * k, n),
-        "object_ids": (t, b * k, n), "num_objects": (t, b * k), "boxes": (t, b * k, n, 4)}
+        "object_ids": (t, b * k, n), "num_objects": (t, b * k), "boxes": (t, b * k, n, 4),
+        "glimpse_boxes": (t, b * k, n, 4)}
     assert set(out) == set(expected)
     for key, shape in expected.items():
         assert tuple(out[key].shape) == shape, key
@@ -165,7 +166,7 @@ def test_generation_and_prior_samples(debug_model):
     b, h, w, c = 3, *DEBUG.image_shape
     observed, generated = debug_model.generate(_frames(b, 3), num_steps=4, seed=SEED)
     assert tuple(observed["canvas"].shape) == (3, b, h, w, c)
-    assert set(generated) == set(timestep.PRIOR_OUTPUTS)
+    assert set(generated) == set(timestep.PRIOR_OUTPUTS) | {"boxes"}
     assert tuple(generated["canvas"].shape) == (4, b, h, w, c)
     # Without discovery, no new ids appear while imagining, and objects can only disappear.
     last_ids = observed["object_ids"][-1].numpy()

@@ -214,3 +214,19 @@ def test_duplicate_ids_in_a_frame_raise():
     seq = dict(_perfect(), pred_ids=np.array([[10, 10]] * 4))
     with pytest.raises(ValueError, match="duplicate"):
         tracking_metrics.evaluate_tracking([seq])
+
+
+def test_matched_ious_pair_each_object_with_its_best_box_and_summarise():
+    gt = np.array([[[0, 0, 10, 10], [20, 20, 30, 30]]], np.float64)  # [T=1, S=2, 4]
+    pred = np.array([[[20, 20, 30, 30], [0, 0, 10, 5], [40, 40, 45, 45]]], np.float64)  # [T=1, N=3, 4]
+    seq = {"gt_boxes": gt, "gt_ids": [0, 1], "gt_present": [[1, 1]], "pred_boxes": pred,
+           "pred_glimpse_boxes": pred + 2.0, "pred_ids": [[3, 4, 5]], "pred_present": [[1, 1, 1]]}
+    ious = tracking_metrics.matched_ious([seq])
+    np.testing.assert_allclose(np.sort(ious), [0.5, 1.0])  # The far box overlaps nothing and is not a pair.
+    shifted = tracking_metrics.matched_ious([seq], "pred_glimpse_boxes")
+    # Shifted by 2 px: [0,0,10,10] vs [2,2,12,7] meet in 8×5 = 40 of 100 + 50 − 40; [20,20,30,30] vs
+    # [22,22,32,32] in 8×8 = 64 of 100 + 100 − 64.
+    np.testing.assert_allclose(np.sort(shifted), [40 / 110, 64 / 136])
+    summary = tracking_metrics.iou_summary(ious)
+    assert summary["num_pairs"] == 2 and summary["at_least_0.5"] == 1.0 and summary["q50"] == 0.75
+    assert tracking_metrics.iou_summary([]) == {"num_pairs": 0}

@@ -8,8 +8,10 @@ Writes WORKDIR/eval/<split>-step<S>-k<K>.json and .md (and prints the table):
 - log p(x|z) and KL(q‖p) per sequence, importance-weighted over the K particles (spec §6);
 - counting accuracy, the paper's definition (inferred count of each frame vs the sequence's digit count) and
   per frame against the number of visible digits;
-- tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (slots with z_pres = 1)
-  and the visible ground-truth digits, IoU threshold 0.5, computed by TrackEval (`sqair_tf/tracking_metrics.py`);
+- tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the pixels each
+  present object draws, `glimpse.drawn_boxes`) and the visible ground-truth digits, IoU threshold 0.5, computed by
+  TrackEval (`sqair_tf/tracking_metrics.py`); and the IoU distribution of matched pairs for the drawn boxes and the
+  glimpse footprints;
 - the addition experiment (`trainers/addition.py`): a 19-way classifier of the sum of visible digits from the
   model's per-frame representation, trained on the training split;
 - the number of sequences, K, the seed, the checkpoint and its step, wall time.
@@ -87,6 +89,7 @@ def run_evaluation(args):
             sequences.append({
                 "gt_boxes": batch["boxes"][b].numpy(), "gt_ids": batch["object_ids"][b].numpy(),
                 "gt_present": batch["visible"][b].numpy(), "pred_boxes": best["boxes"][b],
+                "pred_glimpse_boxes": best["glimpse_boxes"][b],
                 "pred_ids": best["object_ids"][b], "pred_present": best["z_pres"][b]})
 
     main = evaluation.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
@@ -102,6 +105,9 @@ def run_evaluation(args):
         "kl": main["kl"], "counting_accuracy": main["counting_accuracy"],
         "visible_counting_accuracy": main["visible_counting_accuracy"], "num_objects_per_frame": main["num_objects"],
         "ess": main["ess"], "tracking": tracking,
+        # How well the boxes fit: IoUs of matched pairs, for the drawn-pixel boxes (scored above) and the glimpses.
+        "box_iou": {name: tracking_metrics.iou_summary(tracking_metrics.matched_ious(sequences, key))
+                    for name, key in (("drawn", "pred_boxes"), ("glimpse", "pred_glimpse_boxes"))},
     }
     if not args.no_addition:
         k_repr = config.num_particles
@@ -137,6 +143,13 @@ def markdown(report):
         (f"IDF1 (IoU {t['iou_threshold']})", f"{t['IDF1']:.4f}", "TrackEval Identity"),
         ("ID switches", f"{t['IDSW']}", f"over {t['num_gt_dets']} ground-truth boxes"),
     ]
+    for name, summary in report["box_iou"].items():
+        if summary["num_pairs"]:
+            rows.append((f"IoU of matched pairs, {name} boxes", f"{summary['q50']:.3f}",
+                         f"median; quartiles {summary['q25']:.3f}–{summary['q75']:.3f}, "
+                         f"{summary['at_least_0.5']:.1%} ≥ 0.5, {summary['num_pairs']} pairs"))
+        else:
+            rows.append((f"IoU of matched pairs, {name} boxes", "n/a", "no box overlaps a ground-truth digit"))
     if "addition" in report:
         a = report["addition"]
         rows.append(("addition accuracy (19-way)", f"{a['test_accuracy']:.4f}",

@@ -21,13 +21,14 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
+from sqair_tf import glimpse
 from sqair_tf import metrics as metrics_lib
 from sqair_tf import model as model_lib
 
 # Per-particle quantities reduced with importance weights ([B, c] per chunk).
 WEIGHTED = ("log_likelihood", "kl", "counting_accuracy", "visible_counting_accuracy", "num_objects")
-# Outputs of the best particle kept per sequence, batch-major [B, T, ...].
-BEST = ("boxes", "object_ids", "z_pres", "z_what", "canvas")
+# Outputs of the best particle kept per sequence, batch-major [B, T, ...] (and `boxes`, drawn from its glimpses).
+BEST = ("glimpse_boxes", "object_ids", "z_pres", "z_what", "z_where", "canvas")
 
 
 def chunk_function(model, chunk, jit_compile=False):
@@ -49,7 +50,10 @@ def chunk_function(model, chunk, jit_compile=False):
             "visible_counting_accuracy": correct(visible_count),  # [B, c]
             "num_objects": metrics_lib.per_particle_frame_mean(outputs["num_objects"], chunk),
         }
-        best = model_lib.best_particle({key: outputs[key] for key in BEST}, log_weights)
+        best = model_lib.best_particle({key: outputs[key] for key in BEST + ("glimpses",)}, log_weights)
+        # The drawn-pixel boxes of the best particle only (the model's `boxes` would render every particle).
+        best["boxes"] = glimpse.drawn_boxes(best.pop("glimpses"), best["z_where"], best["z_pres"],
+                                            model.config.image_shape[:2])  # [B, T, N, 4]
         best["best_log_weight"] = tf.reduce_max(log_weights, axis=1)
         return quantities, best
 

@@ -15,7 +15,9 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
   track (also serving_default)
     in:  frames          float32 [B, T, H, W, 1], values in [0, 1]
     out: presence        float32 [B, T, N]        1 where a slot holds an object, else 0
-         boxes           float32 [B, T, N, 4]     (y_min, x_min, y_max, x_max) in pixels
+         boxes           float32 [B, T, N, 4]     (y_min, x_min, y_max, x_max) in pixels, max exclusive: the box
+                                                  of the pixels the object draws, zeros for empty slots
+         glimpse_boxes   float32 [B, T, N, 4]     the object's glimpse footprint (larger than the object)
          object_ids      int32   [B, T, N]        track identity, −1 for empty slots
          counts          int32   [B, T]           objects per frame
          reconstruction  float32 [B, T, H, W, 1]  the model's rendering of each frame
@@ -143,11 +145,12 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
         frames = _checked_frames(frames, image_shape)  # [B, T, H, W, C]
         outputs = model(frames, seed=tf.constant(TRACK_SEED, tf.int32), num_particles=k)  # [T, BK, ...]
         log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
-        keys = ("z_pres", "boxes", "object_ids", "num_objects", "canvas", "z_what")
+        keys = ("z_pres", "boxes", "glimpse_boxes", "object_ids", "num_objects", "canvas", "z_what")
         best = model_lib.best_particle({key: outputs[key] for key in keys}, log_weights)  # [B, T, ...]
         return {
             "presence": best["z_pres"],  # [B, T, N]
             "boxes": best["boxes"],  # [B, T, N, 4]
+            "glimpse_boxes": best["glimpse_boxes"],  # [B, T, N, 4]
             "object_ids": best["object_ids"],  # [B, T, N]
             "counts": best["num_objects"],  # [B, T]
             "reconstruction": best["canvas"],  # [B, T, H, W, C]

@@ -1,10 +1,10 @@
 """Side-by-side A/B of a benchmark on one machine state: the current code against a baseline checkout.
 
 Machines of this kind differ several-fold in speed, so speed claims are ratios measured in one run. This runs a
-benchmark script of `benchmarks/` alternately from a baseline checkout (e.g. `git worktree add ../base 56e5e2a`)
-and from this checkout, `--rounds` times each (A B A B ...), each in a fresh process with that checkout first on
-`PYTHONPATH`, and prints every line the benchmark reports with a numeric `steps/s` or `seq/s` figure, then the
-median per configuration and the ratio new / baseline.
+benchmark script of this checkout's `benchmarks/` alternately against the code of a baseline checkout (e.g.
+`git worktree add ../base 56e5e2a`) and against this checkout's code, `--rounds` times each (A B A B ...), each in
+a fresh process with that checkout first on `PYTHONPATH`, and prints every line the benchmark reports with a
+numeric `steps/s` or `seq/s` figure, then the median per configuration and the ratio new / baseline.
 
 Usage:
     python benchmarks/ab.py --baseline ../base [--rounds 2] -- bench_train.py --data DATA --lengths 10,3 --jit on
@@ -25,7 +25,8 @@ FIGURE = re.compile(r"(?:median|=|\()\s*([0-9.]+) (steps/s|seq/s)")
 
 
 def run(checkout, script_args):
-    script = os.path.join(checkout, "benchmarks", script_args[0])
+    # The benchmark script is this checkout's (one harness for both sides); the code it imports is `checkout`'s.
+    script = os.path.join(HERE, script_args[0])
     env = dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run([sys.executable, script] + script_args[1:], env=env, capture_output=True, text=True)
     if out.returncode:

@@ -5,7 +5,7 @@ evaluation and the tracking metrics) and reports sequences/s and the subprocess'
 (`getrusage(RUSAGE_CHILDREN).ru_maxrss`).
 
 Usage:
-    python benchmarks/bench_eval.py --workdir RUN_DIR [--k 1000] [--num 20] [--chunk 50] [--batch 10] [--jit]
+    python benchmarks/bench_eval.py --workdir RUN_DIR [--k 1000] [--num 20] [--chunk 50] [--batch 10] [--[no-]jit]
 """
 
 import argparse
@@ -24,11 +24,12 @@ def main():
     parser.add_argument("--num", type=int, default=20, help="test sequences (default 20)")
     parser.add_argument("--chunk", type=int, default=50, help="particles per forward pass (default 50)")
     parser.add_argument("--batch", type=int, default=10, help="sequences per forward pass (default 10)")
-    parser.add_argument("--jit", action="store_true", help="pass --jit to sqair-eval")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                        help="pass --jit / --no-jit to sqair-eval (default: sqair-eval's own default)")
     args = parser.parse_args()
     command = [sys.executable, "-m", "trainers.eval_cli", "--workdir", args.workdir, "--k", str(args.k),
                "--num", str(args.num), "--chunk", str(args.chunk), "--batch", str(args.batch), "--no-addition",
-               "--no-progress"] + (["--jit"] if args.jit else [])
+               "--no-progress"] + ({True: ["--jit"], False: ["--no-jit"], None: []}[args.jit])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     start = time.perf_counter()
     out = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -42,11 +43,16 @@ def main():
         report = json.load(f)
     seconds = report["seconds"]
     print(" ".join(command[1:]))
-    print(f"K={args.k} chunk={args.chunk} batch={args.batch} jit={args.jit}: {report['num_sequences']} sequences in "
+    jit = report.get("jit", args.jit)
+    print(f"K={args.k} chunk={args.chunk} batch={args.batch} jit={jit}: {report['num_sequences']} sequences in "
           f"{seconds:.1f} s of evaluation ({report['num_sequences'] / seconds:.3f} seq/s, "
           f"{report['num_sequences'] * args.k / seconds:,.0f} particle-sequences/s), {wall:.1f} s wall with start-up; "
           f"peak RSS {peak_gb:.2f} GB; IWAE {report['log_px_iwae']:.1f}, counting acc "
           f"{report['counting_accuracy']:.4f}")
+    if "first_batch_seconds" in report and report["num_sequences"] > report["first_batch_sequences"]:
+        rest = report["particle_seconds"] - report["first_batch_seconds"]
+        print(f"  after the first batch (which took {report['first_batch_seconds']:.1f} s with tracing/compilation): "
+              f"{(report['num_sequences'] - report['first_batch_sequences']) / rest:.3f} sequences/s")
 
 
 if __name__ == "__main__":

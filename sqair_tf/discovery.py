@@ -66,8 +66,8 @@ class DiscoveryCore(keras.layers.Layer):
         """Runs the N discovery steps on one frame.
 
         Args:
-          image: [BK, H, W, C] the frame x_t.
-          image_features: [BK, 256] `encode_images(image)`, computed by the caller.
+          image: [B, H, W, C] the frame x_t of each sequence, shared by its K particles (rows b·K … b·K + K − 1).
+          image_features: [BK, 256] `encode_images` of each particle's frame, computed by the caller.
           summary: [BK, 256] c_t, the summary of the propagated objects (spec §2.9).
           seed: int32 [2] stateless seed.
 
@@ -80,10 +80,10 @@ class DiscoveryCore(keras.layers.Layer):
             log_q_discrete [BK] = log q(n) with n = Σ_k z_pres_k (spec §2.6, number-of-steps posterior).
         """
         cfg = self.config
-        batch = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]  # Static for XLA grads.
-        z_what = tf.zeros([batch, cfg.z_what_dim], image.dtype)
-        z_where = tf.zeros([batch, 4], image.dtype)
-        z_pres = tf.ones([batch, 1], image.dtype)  # The chain starts "present" (spec §2.6).
+        batch = summary.shape[0] if summary.shape[0] is not None else tf.shape(summary)[0]  # BK, static for XLA.
+        z_what = tf.zeros([batch, cfg.z_what_dim], summary.dtype)
+        z_where = tf.zeros([batch, 4], summary.dtype)
+        z_pres = tf.ones([batch, 1], summary.dtype)  # The chain starts "present" (spec §2.6).
         state = self.rnn.initial_state(batch)  # [BK, 256]
         steps = []
         for seed_k in tfp.random.split_seed(seed, cfg.num_slots):  # N is small and static.
@@ -94,7 +94,7 @@ class DiscoveryCore(keras.layers.Layer):
             where_loc = where_stats[:, :4]
             where_scale = tf.nn.softplus(where_stats[:, 4:] + self.where_std_bias) + cfg.min_std
             z_where = gaussian_sample(where_loc, where_scale, seed_where)  # [BK, 4]
-            glimpse = spatial_transformer.extract_glimpses(image, z_where, cfg.glimpse_size)  # [BK, G, G, C]
+            glimpse = spatial_transformer.extract_glimpses_shared(image, z_where, cfg.glimpse_size)  # [BK, G, G, C]
             what_loc, what_scale = self.glimpse_encoder(glimpse)  # [BK, D] each
             z_what = gaussian_sample(what_loc, what_scale, seed_what)  # [BK, D]
             logit = self.presence_mlp(tf.concat([hidden, z_what], axis=-1))  # [BK, 1]

@@ -100,10 +100,11 @@ class SQAIR(keras.Model):
         return outputs
 
     def _infer(self, frames, seed, num_particles):
-        tiled = tf.repeat(frames, num_particles, axis=0)  # [BK, T, H, W, C], particles contiguous
-        frames_tm = tf.transpose(tiled, [1, 0, 2, 3, 4])  # [T, BK, H, W, C]
+        # The K particles of a sequence share its frames, which are never tiled: the cell reads frame b for the
+        # particle rows b·K … b·K + K − 1, and DISC's image features (a function of the frame alone) are computed
+        # once per frame, before the time loop.
+        frames_tm = tf.transpose(frames, [1, 0, 2, 3, 4])  # [T, B, H, W, C]
         num_steps = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
-        # DISC's image features depend on the frame alone: once per frame, before tiling the particles.
         features = self.cell.discovery.encode_images(frames)  # [B, T, F]
         features_tm = tf.transpose(tf.repeat(features, num_particles, axis=0), [1, 0, 2])  # [T, BK, F]
 
@@ -111,7 +112,8 @@ class SQAIR(keras.Model):
             seed_t = tf.random.experimental.stateless_fold_in(seed, t)
             return self.cell.inference_step(frames_tm[t], state, t, seed_t, image_features=features_tm[t])
 
-        batch = tiled.shape[0] if tiled.shape[0] is not None else tf.shape(tiled)[0]  # Static for XLA grads.
+        batch = (frames.shape[0] * num_particles if frames.shape[0] is not None
+                 else tf.shape(frames)[0] * num_particles)  # BK, static for XLA grads.
         outputs, state = unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)
         return self._with_drawn_boxes(outputs), state
 

@@ -71,7 +71,7 @@ class PropagationCore(keras.layers.Layer):
         """Propagates the N objects of t−1.
 
         Args:
-          image: [BK, H, W, C] the frame x_t.
+          image: [B, H, W, C] the frame x_t of each sequence, shared by its K particles (rows b·K … b·K + K − 1).
           z_what_tm1: [BK, N, D]; z_where_tm1: [BK, N, 4]; z_pres_tm1: [BK, N]; the objects at t−1.
           temporal_state_tm1: [BK, N, 256] their temporal GRU states.
           seed: int32 [2] stateless seed.
@@ -87,18 +87,17 @@ class PropagationCore(keras.layers.Layer):
         """
         cfg = self.config
         n, g = cfg.num_slots, cfg.glimpse_size
-        batch = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]  # Static for XLA grads.
-        image_per_slot = image[:, None]  # [BK, 1, H, W, C]: broadcasts against [BK, N, 4] in the transformer.
+        batch = z_what_tm1.shape[0] if z_what_tm1.shape[0] is not None else tf.shape(z_what_tm1)[0]  # BK, static.
 
         # Everything that depends only on t−1 quantities, for all slots at once.
         mask = self.glimpse_mask(temporal_state_tm1)  # [BK, N, G, G, 1]
         delta = cfg.proposal_scale * self.proposal_mlp(temporal_state_tm1)  # [BK, N, 4]
-        proposal = spatial_transformer.extract_glimpses(image_per_slot, z_where_tm1 + delta, g)  # [BK, N, G, G, C]
+        proposal = spatial_transformer.extract_glimpses_shared(image, z_where_tm1 + delta, g)  # [BK, N, G, G, C]
         proposal_what, _ = self.glimpse_encoder(proposal, mask)  # [BK, N, D]: only the mean is used.
 
-        z_what_prev = tf.zeros([batch, cfg.z_what_dim], image.dtype)  # Latents at t of the previous slot.
-        z_where_prev = tf.zeros([batch, 4], image.dtype)
-        z_pres_prev = tf.zeros([batch, 1], image.dtype)  # The first slot sees "previous present" = 0 (§7.10).
+        z_what_prev = tf.zeros([batch, cfg.z_what_dim], z_where_tm1.dtype)  # Latents at t of the previous slot.
+        z_where_prev = tf.zeros([batch, 4], z_where_tm1.dtype)
+        z_pres_prev = tf.zeros([batch, 1], z_where_tm1.dtype)  # The first slot sees "previous present" = 0 (§7.10).
         relation_state = self.relation_rnn.initial_state(batch)  # [BK, 256]
         # Per-slot views, split once: one unstack (whose gradient is one stack) instead of a strided slice, and
         # its gradient, per slot and tensor.
@@ -118,10 +117,10 @@ class PropagationCore(keras.layers.Layer):
             where_scale = tf.nn.softplus(where_stats[:, 4:] + self.where_std_bias + cfg.prop_where_std_offset)
             where_scale = where_scale + cfg.min_std  # [BK, 4]
             scale_tril = self.where_scale_tril(where_scale)  # [BK, 4, 4]
-            noise = tf.random.stateless_normal([batch, 4, 1], seed=seed_where, dtype=image.dtype)
+            noise = tf.random.stateless_normal([batch, 4, 1], seed=seed_where, dtype=z_where_tm1.dtype)
             z_where = where_loc + tf.matmul(scale_tril, noise)[..., 0]  # [BK, 4]
 
-            glimpse = spatial_transformer.extract_glimpses(image, z_where, g)  # [BK, G, G, C]
+            glimpse = spatial_transformer.extract_glimpses_shared(image, z_where, g)  # [BK, G, G, C]
             glimpse_loc, glimpse_scale = self.glimpse_encoder(glimpse, mask_i)  # [BK, D] each
             temporal, _ = self.temporal_rnn(
                 tf.concat([relation, z_where, glimpse_loc, glimpse_scale], axis=-1), temporal_tm1)  # [BK, 256]

@@ -144,6 +144,42 @@ def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -
     return _separable_sample(images, kernel_y, kernel_x)  # [..., G, G, C]
 
 
+def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -> tf.Tensor:
+    """`extract_glimpses` for boxes that share images: every image is read by K consecutive rows of `z_where`.
+
+    In SQAIR the K particles of a sequence (rows b·K … b·K + K − 1) look at the same frame. Rather than tiling
+    the frame K times (and, under XLA, materialising a broadcast copy per glimpse), the row kernels of all boxes
+    on one image are stacked, so the first contraction is one [M·G, H] × [H, W·C] product per image; the second is
+    per box as in `extract_glimpses`. Values equal `extract_glimpses(tf.repeat(images, K, 0), z_where, G)`.
+
+    Args:
+      images: [B, H, W, C].
+      z_where: [B·K, ..., 4] logits (s_x, s_y, t_x, t_y), same dtype; any box axes after the first.
+      glimpse_size: G (≥ 2).
+
+    Returns:
+      [B·K, ..., G, G, C].
+    """
+    if glimpse_size < 2:
+        raise ValueError(f"glimpse_size must be >= 2, got {glimpse_size}.")
+    images, z_where = _check_inputs(images, z_where, "images")
+    if images.shape.rank != 4:
+        raise ValueError(f"images must have shape [B, H, W, C], got {images.shape}.")
+    height, width, channels = images.shape[-3:]
+    g = glimpse_size
+    num_images = tf.shape(images)[0]
+    boxes = tf.reshape(z_where, tf.stack([num_images, -1, 4]))  # [B, M, 4], M = K·(box axes)
+    scale, shift = where_to_transform(boxes)  # [B, M, 2] each, (x, y)
+    grid = _grid(g, images.dtype)  # [G]
+    kernel_x = _interpolation_kernel(scale[..., 0:1] * grid + shift[..., 0:1], width)  # [B, M, G, W]
+    kernel_y = _interpolation_kernel(scale[..., 1:2] * grid + shift[..., 1:2], height)  # [B, M, G, H]
+    rows = tf.matmul(tf.reshape(kernel_y, tf.stack([num_images, -1, height])),
+                     tf.reshape(images, tf.stack([num_images, height, -1])))  # [B, M·G, W·C]
+    rows = tf.reshape(rows, tf.concat([tf.shape(boxes)[:2], [g, width, channels]], axis=0))  # [B, M, G, W, C]
+    glimpses = tf.einsum("bmjx,bmixc->bmijc", kernel_x, rows)  # [B, M, G, G, C]
+    return tf.reshape(glimpses, tf.concat([tf.shape(z_where)[:-1], [g, g, channels]], axis=0))
+
+
 def render_glimpses(
     glimpses: tf.Tensor, z_where: tf.Tensor, image_size: Sequence[int]
 ) -> tf.Tensor:

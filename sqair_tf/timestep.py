@@ -61,6 +61,11 @@ PRIOR_OUTPUTS = {key: INFERENCE_OUTPUTS[key] for key in (
     "glimpses")}
 
 
+def _per_particle(values, batch):
+    """[B, ...] per-sequence values → [BK, ...], each repeated for the sequence's K = BK / B particles."""
+    return tf.repeat(values, batch // tf.shape(values)[0], axis=0)
+
+
 class SQAIRCell(keras.layers.Layer):
     """All networks of MLP-SQAIR and its two step functions.
 
@@ -144,9 +149,10 @@ class SQAIRCell(keras.layers.Layer):
         """One posterior step (spec §2.11).
 
         Args:
-          image: [BK, H, W, C] the frame x_t.
-          image_features: optional [BK, 256] `discovery.encode_images(image)`; the sequence unroll computes
-            them for all frames at once (computed here when None).
+          image: [B, H, W, C] the frame x_t of each sequence, shared by its K particles: the state's rows
+            b·K … b·K + K − 1 (BUILD.md, axis vocabulary); K = BK / B (1 when the frames are already tiled).
+          image_features: optional [BK, 256] DISC image features of each particle's frame; the sequence unroll
+            computes them for all frames at once (computed here when None).
           state: the `ObjectState` at t−1.
           t: scalar int32 time index (the count prior's t > 0 bias, spec §2.7).
           seed: int32 [2].
@@ -156,7 +162,7 @@ class SQAIRCell(keras.layers.Layer):
           per-slot latents [BK, N, ...], canvas [BK, H, W, C], glimpses [BK, N, G, G, C]).
         """
         cfg = self.config
-        batch = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]  # Static for XLA grads.
+        batch = state.z_pres.shape[0] if state.z_pres.shape[0] is not None else tf.shape(state.z_pres)[0]  # BK
         seed_prop, seed_disc = tfp.random.split_seed(seed, 2)
 
         # 1. Propagation prior from z_{t−1}; 2. PROP inference.
@@ -171,7 +177,7 @@ class SQAIRCell(keras.layers.Layer):
 
         # 4. DISC inference and the DISC priors.
         if image_features is None:
-            image_features = self.discovery.encode_images(image)  # [BK, 256]
+            image_features = _per_particle(self.discovery.encode_images(image), batch)  # [BK, 256]
         disc = self.discovery(image, image_features, summary, seed_disc)
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
@@ -187,8 +193,9 @@ class SQAIRCell(keras.layers.Layer):
             prior_state=self._new_object_states(self.propagation_prior.initial_state, batch),
             temporal_state=self._new_object_states(self.initial_temporal_state.initial_state, batch))
         new_state, outputs = self._merge_and_describe(state, propagated, discovered)
-        log_likelihood = tf.reduce_sum(
-            tfd.Normal(outputs["canvas"], cfg.output_std).log_prob(image), axis=[1, 2, 3])  # [BK]
+        canvas = tf.reshape(outputs["canvas"], tf.concat([tf.shape(image)[:1], [-1], image.shape[1:]], 0))
+        log_likelihood = tf.reshape(tf.reduce_sum(  # [B, K, H, W, C] against the shared frame [B, 1, H, W, C]
+            tfd.Normal(canvas, cfg.output_std).log_prob(image[:, None]), axis=[2, 3, 4]), [batch])  # [BK]
 
         # 7. The per-step log weight. Truncated DISC objects keep their terms (spec §2.10 step 4, §7.1).
         outputs.update(

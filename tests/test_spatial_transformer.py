@@ -263,3 +263,22 @@ class SpatialTransformerTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def test_shared_image_extraction_equals_extraction_from_tiled_images():
+    """`extract_glimpses_shared` reads K boxes per image (any box axes after the first) exactly as tiling would."""
+    rng = np.random.default_rng(5)
+    images = tf.constant(rng.random((2, 9, 7, 2)))  # [B, H, W, C], float64
+    z_where = tf.constant(rng.normal(size=(6, 3, 4)))  # [B·K, N, 4] with K = 3
+    tiled = tf.repeat(images, 3, axis=0)[:, None]  # [B·K, 1, H, W, C]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(z_where)
+        shared = st.extract_glimpses_shared(images, z_where, 4)  # [B·K, N, G, G, C]
+        expected = st.extract_glimpses(tiled, z_where, 4)
+    assert shared.shape == (6, 3, 4, 4, 2)
+    np.testing.assert_allclose(shared, expected, rtol=1e-12, atol=1e-12)
+    weights = tf.constant(rng.normal(size=(6, 3, 4, 4, 2)))
+    np.testing.assert_allclose(tape.gradient(shared, z_where, output_gradients=weights),
+                               tape.gradient(expected, z_where, output_gradients=weights), rtol=1e-10, atol=1e-12)
+    flat = st.extract_glimpses_shared(images, z_where[:, 0], 4)  # [B·K, G, G, C]: no box axis
+    np.testing.assert_allclose(flat, expected[:, 0], rtol=1e-12, atol=1e-12)

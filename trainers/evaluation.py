@@ -131,7 +131,8 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
 
     Returns:
       dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl, counting_accuracy,
-      visible_counting_accuracy, num_objects; plus num_sequences, num_particles, seconds.
+      visible_counting_accuracy, num_objects; plus num_sequences, num_particles, seconds, and the time and size of
+      the first batch (first_batch_seconds, first_batch_sequences; it includes tracing and compilation).
     """
     chunk = min(chunk, num_particles)
     if num_particles % chunk:
@@ -159,12 +160,16 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
             on_batch(batch, result, reducer.best)
         n = int(batch["frames"].shape[0])
         seen += n
+        if i == 0:
+            first_batch = (time.perf_counter() - start, n)  # Includes tracing (and XLA compilation).
         if bar is not None:
             bar.update(n)
     if bar is not None:
         bar.close()
     out = {key: value / max(seen, 1) for key, value in sums.items()}
     out.update(num_sequences=seen, num_particles=num_particles, seconds=time.perf_counter() - start)
+    if seen:
+        out.update(first_batch_seconds=first_batch[0], first_batch_sequences=first_batch[1])
     return out
 
 

@@ -1,0 +1,105 @@
+"""Tracking quality against training steps (issue 10): every checkpoint of one or more runs, scored on held-out data.
+
+For each run directory and each checkpoint it keeps (the `tracking` preset keeps one every 1,000 steps), this runs
+`sqair-eval`'s evaluation (`trainers.eval_cli.run_evaluation`) on the first `--num` test sequences at full length
+(T = 10) with `--k` particles and no addition experiment, and appends one line per checkpoint to
+RUN/quality_curve.jsonl (checkpoints already there are skipped, so the benchmark resumes). It then prints, per run
+and step: the curriculum length L, the paper's counting accuracy, the per-frame visible-digit accuracy, MOTA, IDF1,
+HOTA and the median IoU of matched pairs (drawn-pixel boxes), and, across runs, each run's figures at the last
+common step (the issue's multi-seed table). Train the runs first, e.g. three seeds:
+
+    for s in 0 1 2; do sqair-train --workdir runs/track_s$s --preset tracking --data DATA --set seed=$s; done
+
+Usage:
+    python benchmarks/bench_tracking.py RUN [RUN ...] [--num 1000] [--k 5] [--data DATA]
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import types
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def checkpoints_of(workdir):
+    """(step, prefix) of every checkpoint in WORKDIR/checkpoints, by step."""
+    found = []
+    for index in glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index")):
+        prefix = index[:-len(".index")]
+        found.append((int(re.search(r"ckpt-(\d+)$", prefix).group(1)), prefix))
+    return sorted(found)
+
+
+def evaluate_run(workdir, num, k, data):
+    """Scores every checkpoint of `workdir` not yet in its quality_curve.jsonl; returns all lines by step."""
+    from trainers import config as config_lib
+    from trainers import eval_cli
+
+    path = os.path.join(workdir, "quality_curve.jsonl")
+    done = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                point = json.loads(line)
+                done[(point["step"], point["num"], point["k"])] = point
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = config_lib.TrainConfig.from_json(f.read())
+    for step, prefix in checkpoints_of(workdir):
+        if (step, num, k) in done:
+            continue
+        args = types.SimpleNamespace(workdir=workdir, checkpoint=prefix, data=data, split="test", k=k, num=num,
+                                     chunk=k, batch=50, seed=0, jit=False, iou=0.5, no_addition=True,
+                                     figures=False, no_progress=True, addition_train=0)
+        report, _ = eval_cli.run_evaluation(args)
+        t = report["tracking"]
+        point = {"step": step, "num": num, "k": k, "seq_len": config.seq_len(step),
+                 "counting_accuracy": report["counting_accuracy"],
+                 "visible_counting_accuracy": report["visible_counting_accuracy"],
+                 "MOTA": t["MOTA"], "IDF1": t["IDF1"], "HOTA": t["HOTA"], "IDSW": t["IDSW"],
+                 "iou_median_drawn": report["box_iou"]["drawn"].get("q50"),
+                 "iou_median_glimpse": report["box_iou"]["glimpse"].get("q50"),
+                 "log_px_iwae": report["log_px_iwae"], "eval_seconds": report["seconds"]}
+        with open(path, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        done[(step, num, k)] = point
+        print(f"{workdir} step {step}: counting {point['counting_accuracy']:.4f} MOTA {point['MOTA']:.4f} "
+              f"IDF1 {point['IDF1']:.4f} HOTA {point['HOTA']:.4f}", flush=True)
+    return [p for key, p in sorted(done.items()) if key[1:] == (num, k)]
+
+
+def _row(point):
+    iou = point["iou_median_drawn"]
+    return (f"| {point['step']} | {point['seq_len']} | {point['counting_accuracy']:.4f} | "
+            f"{point['visible_counting_accuracy']:.4f} | {point['MOTA']:.4f} | {point['IDF1']:.4f} | "
+            f"{point['HOTA']:.4f} | {point['IDSW']} | {'n/a' if iou is None else f'{iou:.3f}'} |")
+
+
+HEADER = ("| step | L | counting | visible-count | MOTA | IDF1 | HOTA | ID switches | median IoU (drawn) |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories (sqair-train --workdir)")
+    parser.add_argument("--num", type=int, default=1000, help="held-out test sequences (default 1000)")
+    parser.add_argument("--k", type=int, default=5, help="particles (default 5, the training K)")
+    parser.add_argument("--data", help="data directory (default: each run's own)")
+    args = parser.parse_args()
+    curves = {run: evaluate_run(run, args.num, args.k, args.data) for run in args.runs}
+    for run, points in curves.items():
+        print(f"\n{run} ({args.num} test sequences, T = 10, K = {args.k})\n\n{HEADER}")
+        for point in points:
+            print(_row(point))
+    common = set.intersection(*(set(p["step"] for p in points) for points in curves.values()))
+    if len(curves) > 1 and common:
+        step = max(common)
+        print(f"\nAt step {step}:\n\n| run " + HEADER[1:].replace("\n|---", "\n|---|---", 1))
+        for run, points in curves.items():
+            print(f"| {os.path.basename(os.path.normpath(run))} " + _row(next(p for p in points if p["step"] == step)))
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,9 @@ def run(checkout, script_args):
     # The benchmark script is this checkout's (one harness for both sides); the code it imports is `checkout`'s.
     script = os.path.join(HERE, script_args[0])
     env = dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="2")
-    out = subprocess.run([sys.executable, script] + script_args[1:], env=env, capture_output=True, text=True)
+    # cwd = the checkout too: `python -m` (as bench_eval uses) puts the working directory first on sys.path.
+    out = subprocess.run([sys.executable, script] + script_args[1:], env=env, capture_output=True, text=True,
+                         cwd=checkout)
     if out.returncode:
         sys.exit(f"{script} failed in {checkout}:\n{out.stderr[-3000:]}")
     figures = {}

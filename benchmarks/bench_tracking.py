@@ -11,7 +11,7 @@ common step (the issue's multi-seed table). Train the runs first, e.g. three see
     for s in 0 1 2; do sqair-train --workdir runs/track_s$s --preset tracking --data DATA --set seed=$s; done
 
 Usage:
-    python benchmarks/bench_tracking.py RUN [RUN ...] [--num 1000] [--k 5] [--data DATA]
+    python benchmarks/bench_tracking.py RUN [RUN ...] [--num 1000] [--k 5] [--data DATA] [--every STEPS]
 """
 
 import argparse
@@ -33,8 +33,9 @@ def checkpoints_of(workdir):
     return sorted(found)
 
 
-def evaluate_run(workdir, num, k, data):
-    """Scores every checkpoint of `workdir` not yet in its quality_curve.jsonl; returns all lines by step."""
+def evaluate_run(workdir, num, k, data, every=1):
+    """Scores the checkpoints of `workdir` at multiples of `every` steps not yet in its quality_curve.jsonl;
+    returns all its lines for (num, k) by step."""
     from trainers import config as config_lib
     from trainers import eval_cli
 
@@ -48,7 +49,7 @@ def evaluate_run(workdir, num, k, data):
     with open(os.path.join(workdir, "config.json")) as f:
         config = config_lib.TrainConfig.from_json(f.read())
     for step, prefix in checkpoints_of(workdir):
-        if (step, num, k) in done:
+        if (step, num, k) in done or step % every:
             continue
         args = types.SimpleNamespace(workdir=workdir, checkpoint=prefix, data=data, split="test", k=k, num=num,
                                      chunk=k, batch=50, seed=0, jit=False, iou=0.5, no_addition=True,
@@ -87,8 +88,9 @@ def main():
     parser.add_argument("--num", type=int, default=1000, help="held-out test sequences (default 1000)")
     parser.add_argument("--k", type=int, default=5, help="particles (default 5, the training K)")
     parser.add_argument("--data", help="data directory (default: each run's own)")
+    parser.add_argument("--every", type=int, default=1, help="only checkpoints at multiples of this many steps")
     args = parser.parse_args()
-    curves = {run: evaluate_run(run, args.num, args.k, args.data) for run in args.runs}
+    curves = {run: evaluate_run(run, args.num, args.k, args.data, args.every) for run in args.runs}
     for run, points in curves.items():
         print(f"\n{run} ({args.num} test sequences, T = 10, K = {args.k})\n\n{HEADER}")
         for point in points:

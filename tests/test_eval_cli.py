@@ -17,7 +17,7 @@ def _eval(*args):
 
 
 def test_eval_writes_report_table_and_figures(debug_run):
-    out = _eval("--workdir", debug_run, "--k", "4", "--chunk", "2", "--num", "6", "--addition-train", "32",
+    out = _eval("--workdir", debug_run, "--k", "4", "--chunk", "2", "--num", "6", "--addition-train", "32", "--no-jit",
                 "--figures", "--no-progress")
     assert out.returncode == 0, out.stderr[-3000:]
     stem = os.path.join(debug_run, "eval", "test-step2-k4")

@@ -98,7 +98,7 @@ def main():
     common = set.intersection(*(set(p["step"] for p in points) for points in curves.values()))
     if len(curves) > 1 and common:
         step = max(common)
-        print(f"\nAt step {step}:\n\n| run " + HEADER[1:].replace("\n|---", "\n|---|---", 1))
+        print(f"\nAt step {step}:\n\n| run |" + HEADER[1:].replace("\n|---", "\n|---|---", 1))
         for run, points in curves.items():
             print(f"| {os.path.basename(os.path.normpath(run))} " + _row(next(p for p in points if p["step"] == step)))
 

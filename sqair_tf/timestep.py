@@ -2,10 +2,11 @@
 
 `SQAIRCell` owns every network of the model and offers two step functions over the same object state:
 
-* `inference_step(image, state, t, seed[, image_features])`: the posterior step used for training and evaluation. Order (spec
-  §2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated objects and the expected
-  count ĉ_t; DISC inference and the DISC priors; merge (present first, truncate to N, ids); decode; the per-step log
-  weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t, z_{t−1}).
+* `inference_step(image, state, t, seed[, image_features])`: the posterior step used for training and
+  evaluation. Order (spec §2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated
+  objects and the expected count ĉ_t; DISC inference and the DISC priors; merge (present first, truncate to N,
+  ids); decode; the per-step log weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t,
+  z_{t−1}).
 * `prior_step(state, t, seed, discover)`: one step of the generative model alone (paper Figs. 5, 6): propagation
   from the propagation prior and, if `discover`, new objects from the DISC priors.
 

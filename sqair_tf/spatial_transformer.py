@@ -134,14 +134,17 @@ def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -
     if glimpse_size < 2:
         raise ValueError(f"glimpse_size must be >= 2, got {glimpse_size}.")
     images, z_where = _check_inputs(images, z_where, "images")
-    height, width = images.shape[-3], images.shape[-2]
+    kernel_y, kernel_x = _extraction_kernels(z_where, glimpse_size, images.shape[-3], images.shape[-2])
+    return _separable_sample(images, kernel_y, kernel_x)  # [..., G, G, C]
+
+
+def _extraction_kernels(z_where: tf.Tensor, glimpse_size: int, height: int, width: int):
+    """The separable kernels of glimpse extraction: kernel_y [..., G, H] and kernel_x [..., G, W]."""
     scale, shift = where_to_transform(z_where)  # [..., 2] each, (x, y)
-    grid = _grid(glimpse_size, images.dtype)  # [G]
+    grid = _grid(glimpse_size, z_where.dtype)  # [G]
     src_x = scale[..., 0:1] * grid + shift[..., 0:1]  # [..., G]
     src_y = scale[..., 1:2] * grid + shift[..., 1:2]  # [..., G]
-    kernel_x = _interpolation_kernel(src_x, width)  # [..., G, W]
-    kernel_y = _interpolation_kernel(src_y, height)  # [..., G, H]
-    return _separable_sample(images, kernel_y, kernel_x)  # [..., G, G, C]
+    return _interpolation_kernel(src_y, height), _interpolation_kernel(src_x, width)
 
 
 def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -> tf.Tensor:
@@ -169,10 +172,7 @@ def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size:
     g = glimpse_size
     num_images = tf.shape(images)[0]
     boxes = tf.reshape(z_where, tf.stack([num_images, -1, 4]))  # [B, M, 4], M = K·(box axes)
-    scale, shift = where_to_transform(boxes)  # [B, M, 2] each, (x, y)
-    grid = _grid(g, images.dtype)  # [G]
-    kernel_x = _interpolation_kernel(scale[..., 0:1] * grid + shift[..., 0:1], width)  # [B, M, G, W]
-    kernel_y = _interpolation_kernel(scale[..., 1:2] * grid + shift[..., 1:2], height)  # [B, M, G, H]
+    kernel_y, kernel_x = _extraction_kernels(boxes, g, height, width)  # [B, M, G, H], [B, M, G, W]
     rows = tf.matmul(tf.reshape(kernel_y, tf.stack([num_images, -1, height])),
                      tf.reshape(images, tf.stack([num_images, height, -1])))  # [B, M·G, W·C]
     rows = tf.reshape(rows, tf.concat([tf.shape(boxes)[:2], [g, width, channels]], axis=0))  # [B, M, G, W, C]

@@ -75,6 +75,10 @@ def test_one_chunk_equals_one_call_with_all_particles(debug_data, tiny_model):
     out = tiny_model(batch["frames"], seed=tf.random.experimental.stateless_fold_in(tf.constant([1, 0]), 0),
                      num_particles=3)
     lw = model_lib.sequence_log_weights(out, 3).numpy().astype(np.float64)
-    assert result["iwae"] == pytest.approx(np.mean(logsumexp(lw, 1) - np.log(3)), rel=1e-5)
+    # The log weight (here ~−2 nats) is a float32 sum of terms of ~10^3 nats that nearly cancel, so compiled and
+    # eager calls (different fusion and reduction orders) agree to a few float32 ulps of those terms, not of it.
+    terms = np.abs(out["log_likelihood"].numpy()).sum(axis=0).max()  # largest per-particle Σ_t |log p(x_t | z_t)|
+    expected = np.mean(logsumexp(lw, 1) - np.log(3))
+    assert result["iwae"] == pytest.approx(expected, abs=4 * float(np.finfo(np.float32).eps) * float(terms))
     with pytest.raises(ValueError, match="multiple of the chunk size"):
         evaluation.evaluate(tiny_model, debug_data, "test", 2, num_particles=5, chunk=2)

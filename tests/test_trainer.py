@@ -61,6 +61,18 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp
         np.testing.assert_array_equal(x, y)
 
 
+def test_wall_clock_budget_stops_after_the_loop_that_ends_past_it_and_finalizes(debug_data, tmp_path):
+    lines = []
+    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=1000"), str(tmp_path), progress=False,
+                                  log=lines.append)
+    trainer.train(max_seconds=0.0)  # Past the budget at the end of the first loop (steps_per_loop = 2).
+    assert int(trainer.step.numpy()) == 2
+    assert os.path.basename(trainer.manager.latest_checkpoint) == "ckpt-2"  # Finalized: saved at step 2...
+    assert any(line.startswith("step 2: held-out counting accuracy") for line in lines)  # ...and evaluated.
+    trainer.train(total_steps=6, max_seconds=3600.0)  # A budget it does not reach: the step count ends it.
+    assert int(trainer.step.numpy()) == 6
+
+
 def test_non_finite_update_is_skipped_counted_and_recovered(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lambda *a: None)
     good = next(iter(trainer._dataset(0)))

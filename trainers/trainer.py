@@ -349,11 +349,15 @@ class Trainer:
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
         return path
 
-    def train(self, total_steps=None, finalize=True):
+    def train(self, total_steps=None, finalize=True, max_seconds=None):
         """Trains until `total_steps` (default: the config's), returning the last loop's metrics.
 
         With `finalize` (default), reaching `total_steps` also evaluates, logs images and saves a checkpoint;
         callers that train in chunks (benchmarks) pass False and get the periodic ones only.
+
+        `max_seconds` is a wall-clock budget (the demo's: machines of one kind differ 3-4x in speed, so a fixed
+        step count would not fit a fixed time): training stops after the first loop that ends past it, and that
+        step is finalized like the last one. The first loop's compilation counts against the budget.
 
         Saves a checkpoint every `checkpoint_every` steps, at the end, and when interrupted (Ctrl-C), so an
         interruption loses nothing; stops with TrainingError after `max_nonfinite_in_row` skipped updates in a
@@ -362,6 +366,7 @@ class Trainer:
         cfg = self.config
         total = int(total_steps or cfg.total_steps)
         step = int(self.step.numpy())
+        deadline = None if max_seconds is None else time.monotonic() + float(max_seconds)
         if step == 0:
             self._write_hparams()
         iterator = self._iterator_at(step)
@@ -404,7 +409,8 @@ class Trainer:
                         f"stopping at step {step}: {in_row} consecutive updates had a non-finite loss or gradient "
                         f"({int(self.nonfinite_total.numpy())} in total). The last good checkpoint is "
                         f"{self.manager.latest_checkpoint}; try a lower learning_rate.")
-                final = finalize and step == total
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                final = finalize and (step == total or out_of_time)
                 if step % cfg.eval_every == 0 or final:
                     held_out = self.evaluate(images=step % cfg.image_every == 0 or final)
                     last.update({f"held_out_{key}": value for key, value in held_out.items()})
@@ -413,6 +419,8 @@ class Trainer:
                     bar.write(msg) if bar is not None else self.log(msg)
                 if step % cfg.checkpoint_every == 0 or final:
                     self.save()
+                if out_of_time:
+                    break
         except KeyboardInterrupt:
             path = self.save()
             if bar is not None:

@@ -20,7 +20,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3"],
     "video": ["opencv-python-headless>=4.9"],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
 }
@@ -35,7 +35,8 @@ setup(
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["sqair_tf", "sqair_tf.*", "trainers", "trainers.*", "data_pipelines",
                                     "data_pipelines.*"]),
-    package_data={"data_pipelines": ["assets/*.npz", "assets/*.md"]},
+    package_data={"data_pipelines": ["assets/*.npz", "assets/*.md"],
+                  "trainers": ["pretrained_models/*/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

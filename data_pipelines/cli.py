@@ -103,7 +103,7 @@ def _read_all(data_dir, split, limit=None):
     import numpy as np
     import tensorflow as tf
 
-    from data_pipelines import dataset
+    from data_pipelines import dataset, records
 
     config = dataset.DataConfig(data_dir=data_dir, split=split, global_batch_size=min(limit or 256, 256),
                                 shuffle=False, repeat=False, drop_remainder=False)
@@ -114,9 +114,11 @@ def _read_all(data_dir, split, limit=None):
     try:
         for batch in ds:
             parts.append({k: v.numpy() for k, v in batch.items()})
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    except tf.errors.DataLossError as e:
+        raise records.data_loss_error(manifest, e) from None
+    except tf.errors.InvalidArgumentError as e:
         first_line = str(e.message).strip().splitlines()[0]
-        raise DataError(f"the '{split}' split in {data_dir} has a corrupt record ({first_line}); "
+        raise DataError(f"the '{split}' split in {data_dir} has a malformed record ({first_line}); "
                         "generate it again") from None
     if not parts:
         raise DataError(f"the '{split}' split in {data_dir} yielded no sequences")
@@ -147,6 +149,9 @@ def _preview(args):
 def _verify(args):
     import numpy as np
 
+    from data_pipelines import records
+
+    records.verify_checksums(records.read_manifest(args.data_dir, args.split))  # Names a corrupted shard at once.
     batch, manifest = _read_all(args.data_dir, args.split)
     n = len(batch["count"])
     if n != manifest["num_sequences"]:

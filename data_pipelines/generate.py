@@ -95,7 +95,7 @@ def generate_split(out_dir, split, num_sequences, seed, config, digit_source=dig
         "mean_frame": np.round(sum(s.pop("pixel_sum") for s in shards)
                                / (num_sequences * config.num_frames * 255.0), 6).tolist(),
         "generation_seconds": round(time.time() - start, 2),
-        "shards": [{k: s[k] for k in ("file", "num_sequences", "bytes")} for s in shards],
+        "shards": [{k: s[k] for k in ("file", "num_sequences", "bytes", "sha256")} for s in shards],
     }
     records.write_manifest(out_dir, split, manifest)
     return manifest
@@ -117,6 +117,7 @@ def _write_one(job):
     rng = np.random.default_rng([seed, index])
     arrays = moving_mnist.generate_chunk(_WORKER_DIGITS["config"], _WORKER_DIGITS["digits"], count, rng)
     name = records.shard_name(split, index, num_shards)
-    size = records.write_shard(os.path.join(out_dir, name), records.serialize_sequences(arrays))
-    return {"file": name, "num_sequences": count, "bytes": size,
+    path = os.path.join(out_dir, name)
+    size = records.write_shard(path, records.serialize_sequences(arrays))
+    return {"file": name, "num_sequences": count, "bytes": size, "sha256": records.file_sha256(path),
             "pixel_sum": arrays["frames"].sum(axis=(0, 1), dtype=np.float64)}  # [H, W]

@@ -5,9 +5,11 @@ Layout of a data directory (both splits may share one directory):
     DIR/train-00000-of-00030.tfrecord ... DIR/train.json
     DIR/test-00000-of-00005.tfrecord  ... DIR/test.json
 
-The manifest `<split>.json` is written last and atomically. It lists every shard with its number of sequences and
-its byte size, so a reader can tell a complete split from an interrupted or truncated one before reading a record;
-each shard is itself written under a temporary name and renamed only when complete.
+The manifest `<split>.json` is written last and atomically. It lists every shard with its number of sequences, its
+byte size and its SHA-256, so a reader can tell a complete split from an interrupted or truncated one before reading
+a record (`read_manifest`), and a corrupted one (flipped bytes, same size) before training on it
+(`verify_checksums`, about 1 s per GB); each shard is itself written under a temporary name and renamed only when
+complete. Manifests written before checksums existed have none, and their shards are not checked.
 
 Schema version 1: one `tf.train.Example` per sequence with these features (T frames, S digit slots, H×W canvas):
 
@@ -25,6 +27,7 @@ Schema version 1: one `tf.train.Example` per sequence with these features (T fra
 | corners | float | [T·S·2] | unrounded (y, x) of the crop's top-left corner |
 """
 
+import hashlib
 import json
 import os
 
@@ -115,6 +118,57 @@ def remove_split(data_dir, split):
     for name in os.listdir(data_dir):
         if name.startswith(f"{split}-") and (name.endswith(".tfrecord") or ".tfrecord.tmp-" in name):
             os.remove(os.path.join(data_dir, name))
+
+
+def file_sha256(path):
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksums(manifest):
+    """Raises DataError naming the first shard of a `read_manifest` result whose bytes differ from its checksum."""
+    for shard, path in zip(manifest["shards"], manifest["shard_paths"]):
+        if "sha256" in shard and file_sha256(path) != shard["sha256"]:
+            raise DataError(corrupt_message(path, manifest))
+
+
+def corrupt_message(path, manifest):
+    """The one line a command prints for a corrupted shard."""
+    data_dir, split = os.path.dirname(path), manifest["split"]
+    return (f"shard {path} is corrupted (its bytes no longer match the checksum in {split}.json); check the split "
+            f"with `sqair-data verify {data_dir} --split {split}` and generate it again")
+
+
+def corrupt_shards(manifest):
+    """Paths of a split's shards that fail their checksum or TFRecord's own record checksums (slow: reads all)."""
+    import tensorflow as tf
+
+    bad = []
+    for shard, path in zip(manifest["shards"], manifest["shard_paths"]):
+        if "sha256" in shard:
+            if file_sha256(path) != shard["sha256"]:
+                bad.append(path)
+            continue
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError:
+            bad.append(path)
+    return bad
+
+
+def data_loss_error(manifest, error):
+    """A DataError for a `tf.errors.DataLossError` met while reading the split of `manifest`, naming the shard."""
+    bad = corrupt_shards(manifest)
+    if bad:
+        return DataError(corrupt_message(bad[0], manifest))
+    first_line = str(getattr(error, "message", error)).strip().splitlines()[0]
+    return DataError(f"the '{manifest['split']}' split in {os.path.dirname(manifest['shard_paths'][0])} has a "
+                     f"corrupt record ({first_line}); generate it again")
 
 
 def read_manifest(data_dir, split):

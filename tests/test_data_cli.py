@@ -73,14 +73,40 @@ def test_bad_data_directories(tmp_path, data_dir):
     assert not os.path.exists(tmp_path / "p.png")
 
 
-def test_corrupt_shard_is_reported_by_name_of_the_split(tmp_path, data_dir):
+def _flip_bytes(shard):
+    with open(shard, "r+b") as f:
+        f.seek(2000)
+        f.write(b"\xff" * 64)  # Frame bytes are mostly 0: write something else. The size does not change.
+
+
+def test_manifest_records_each_shards_checksum(data_dir):
+    import json
+
+    from data_pipelines import records
+
+    manifest = json.load(open(os.path.join(data_dir, "train.json")))
+    assert len(manifest["shards"]) == 3
+    for shard in manifest["shards"]:
+        assert shard["sha256"] == records.file_sha256(os.path.join(data_dir, shard["file"]))
+
+
+def test_corrupt_shard_is_named_by_verify_with_and_without_checksums(tmp_path, data_dir):
+    import json
     import shutil
     d = str(tmp_path / "d")
     shutil.copytree(data_dir, d)
     shard = os.path.join(d, "train-00001-of-00003.tfrecord")
-    with open(shard, "r+b") as f:
-        f.seek(2000)
-        f.write(b"\xff" * 64)  # Frame bytes are mostly 0: write something else.
+    _flip_bytes(shard)
     result = run("verify", d, "--split", "train")
-    assert result.returncode == 2
-    assert "corrupt record" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # One line.
+    assert f"shard {shard} is corrupted" in result.stderr and f"sqair-data verify {d} --split train" in result.stderr
+
+    # A manifest from before checksums: TFRecord's own record checksums find the shard.
+    path = os.path.join(d, "train.json")
+    manifest = json.load(open(path))
+    for entry in manifest["shards"]:
+        del entry["sha256"]
+    json.dump(manifest, open(path, "w"))
+    result = run("verify", d, "--split", "train")
+    assert result.returncode == 2 and f"shard {shard} is corrupted" in result.stderr

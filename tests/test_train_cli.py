@@ -45,6 +45,33 @@ def test_cli_trains_resumes_and_refuses(debug_data, tmp_path):
     assert bad_key.returncode == 2 and "unknown config key 'learning_rat'" in bad_key.stderr
 
 
+def test_corrupted_shard_is_refused_before_training_by_train_and_eval(debug_data, debug_run, tmp_path):
+    import shutil
+
+    data = str(tmp_path / "data")
+    shutil.copytree(debug_data, data)
+    shard = os.path.join(data, "train-00000-of-00001.tfrecord")
+    with open(shard, "r+b") as f:  # Flipped bytes, same size: only a checksum tells.
+        f.seek(os.path.getsize(shard) // 2)
+        f.write(b"\xa5" * 32)
+    workdir = str(tmp_path / "run")
+    out = _train("--workdir", workdir, "--preset", "debug", "--data", data, "--no-progress")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"sqair-train: error: shard {shard} is corrupted" in out.stderr and "sqair-data verify" in out.stderr
+    assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+
+    test_shard = os.path.join(data, "test-00000-of-00001.tfrecord")
+    shutil.copy(shard.replace(data, debug_data), shard)
+    with open(test_shard, "r+b") as f:
+        f.seek(os.path.getsize(test_shard) // 2)
+        f.write(b"\xa5" * 32)
+    out = subprocess.run([sys.executable, "-m", "trainers.eval_cli", "--workdir", debug_run, "--data", data, "--k", "2",
+                          "--num", "4", "--no-addition", "--no-jit", "--no-progress", "--out", str(tmp_path / "eval")],
+                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"sqair-eval: error: shard {test_shard} is corrupted" in out.stderr
+
+
 def test_help_explains_every_flag():
     out = _train("--help")
     assert out.returncode == 0

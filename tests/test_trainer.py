@@ -73,6 +73,30 @@ def test_wall_clock_budget_stops_after_the_loop_that_ends_past_it_and_finalizes(
     assert int(trainer.step.numpy()) == 6
 
 
+def test_shard_corrupted_mid_run_stops_with_its_name_and_keeps_the_last_checkpoint(debug_data, tmp_path):
+    import shutil
+
+    from data_pipelines.errors import DataError
+
+    data = str(tmp_path / "data")
+    shutil.copytree(debug_data, data)
+    trainer = trainer_lib.Trainer(_config(data, "total_steps=60", "checkpoint_every=4"), str(tmp_path / "run"),
+                                  progress=False, log=lambda *a: None)
+    trainer.train(total_steps=4)  # Checkpoint at step 4; the 64 sequences are all in the shuffle buffer by now.
+    shard = os.path.join(data, "train-00000-of-00001.tfrecord")
+    with open(shard, "r+b") as f:  # Goes bad after the start-up check: met when the next epoch re-reads it.
+        f.seek(os.path.getsize(shard) // 2)
+        f.write(b"\xa5" * 32)
+    with pytest.raises(DataError, match=f"shard {shard} is corrupted"):
+        trainer.train()
+    latest = trainer.manager.latest_checkpoint
+    stopped_at = int(latest.rsplit("-", 1)[1])
+    assert 4 <= stopped_at < 60 and stopped_at % 4 == 0  # One full epoch is 16 steps: it stopped in the 2nd.
+    restored = trainer_lib.Trainer(_config(debug_data, "total_steps=60", "checkpoint_every=4"),
+                                   str(tmp_path / "run"), progress=False, log=lambda *a: None)
+    assert int(restored.step.numpy()) == stopped_at  # The checkpoint is whole and loads.
+
+
 def test_non_finite_update_is_skipped_counted_and_recovered(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lambda *a: None)
     good = next(iter(trainer._dataset(0)))

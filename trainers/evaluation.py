@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
+from data_pipelines import records
 from sqair_tf import glimpse
 from sqair_tf import metrics as metrics_lib
 from sqair_tf import model as model_lib
@@ -137,7 +138,8 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     chunk = min(chunk, num_particles)
     if num_particles % chunk:
         raise ValueError(f"num_particles ({num_particles}) must be a multiple of the chunk size ({chunk})")
-    ds, total, _ = stream_batches(data_dir, split, num_sequences, batch_size)
+    ds, total, manifest = stream_batches(data_dir, split, num_sequences, batch_size)
+    records.verify_checksums(manifest)
     run = chunk_function(model, chunk, jit_compile)
     start = time.perf_counter()
     sums, seen = {}, 0
@@ -145,7 +147,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=total, unit="seq", desc=f"eval {split} K={num_particles}", file=sys.stderr)
-    for i, batch in enumerate(ds):
+    for i, batch in enumerate(_reading(ds, manifest)):
         reducer = StreamingReducer(int(batch["frames"].shape[0]))
         for j in range(num_particles // chunk):
             seed_ij = tf.random.experimental.stateless_fold_in(tf.constant([seed, i], tf.int32), j)
@@ -171,6 +173,19 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     if seen:
         out.update(first_batch_seconds=first_batch[0], first_batch_sequences=first_batch[1])
     return out
+
+
+def _reading(ds, manifest):
+    """Iterates `ds`, turning a corrupted record (TFRecord checksum) into a DataError naming the shard."""
+    iterator = iter(ds)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError as e:
+            raise records.data_loss_error(manifest, e) from None
+        yield batch
 
 
 def evaluate_split(model, data_dir, split="test", num_sequences=1000, num_particles=5, seed=0, batch_size=50,

@@ -146,6 +146,8 @@ class Trainer:
             raise TrainingError("no data directory: pass --data DIR (written by `sqair-data generate`)")
         self.train_manifest = records.read_manifest(cfg.data_dir, "train")
         self.eval_manifest = records.read_manifest(cfg.data_dir, "test")
+        for manifest in (self.train_manifest, self.eval_manifest):  # Refuse corrupted data before training.
+            records.verify_checksums(manifest)
         data_shape = (self.train_manifest["height"], self.train_manifest["width"], 1)
         if data_shape != cfg.model.image_shape:
             raise TrainingError(f"data in {cfg.data_dir} are {data_shape[0]}×{data_shape[1]} frames but the model "
@@ -391,7 +393,10 @@ class Trainer:
                               _next_multiple(step, cfg.eval_every), step + cfg.steps_per_loop]
                 num = min(boundaries) - step
                 start = time.perf_counter()
-                totals, applied = self._loop_fn(seq_len)(iterator, tf.constant(num))
+                try:
+                    totals, applied = self._loop_fn(seq_len)(iterator, tf.constant(num))
+                except tf.errors.DataLossError as e:  # A record that went bad after the start: say which shard.
+                    raise records.data_loss_error(self.train_manifest, e) from None
                 elapsed = time.perf_counter() - start
                 step = int(self.step.numpy())
                 self._iterator_step = step
@@ -412,7 +417,10 @@ class Trainer:
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 final = finalize and (step == total or out_of_time)
                 if step % cfg.eval_every == 0 or final:
-                    held_out = self.evaluate(images=step % cfg.image_every == 0 or final)
+                    try:
+                        held_out = self.evaluate(images=step % cfg.image_every == 0 or final)
+                    except tf.errors.DataLossError as e:
+                        raise records.data_loss_error(self.eval_manifest, e) from None
                     last.update({f"held_out_{key}": value for key, value in held_out.items()})
                     msg = (f"step {step}: held-out counting accuracy {held_out['counting_accuracy']:.4f}, "
                            f"IWAE {held_out['iwae']:.1f} nats/seq")

@@ -5,8 +5,11 @@ For each run directory and each checkpoint it keeps (the `tracking` preset keeps
 (T = 10) with `--k` particles and no addition experiment, and appends one line per checkpoint to
 RUN/quality_curve.jsonl (checkpoints already there are skipped, so the benchmark resumes). It then prints, per run
 and step: the curriculum length L, the paper's counting accuracy, the per-frame visible-digit accuracy, MOTA, IDF1,
-HOTA and the median IoU of matched pairs (drawn-pixel boxes), and, across runs, each run's figures at the last
-common step (the issue's multi-seed table). Train the runs first, e.g. three seeds:
+HOTA, the median IoU of matched pairs (drawn-pixel boxes) and the training-loop minutes to reach the step
+(`trainers/run_history.py`: compilation after each start included, periodic evaluations and checkpoints excluded;
+the machine's minutes, shared with whatever else ran), and, across runs, each run's figures at the last common step
+(the issue's multi-seed table). A checkpoint scored with another drawn-box
+threshold (`glimpse.DRAWN_THRESHOLD`) is scored again. Train the runs first, e.g. three seeds:
 
     for s in 0 1 2; do sqair-train --workdir runs/track_s$s --preset tracking --data DATA --set seed=$s; done
 
@@ -36,8 +39,9 @@ def checkpoints_of(workdir):
 def evaluate_run(workdir, num, k, data, every=1):
     """Scores the checkpoints of `workdir` at multiples of `every` steps not yet in its quality_curve.jsonl;
     returns all its lines for (num, k) by step."""
+    from sqair_tf import glimpse
     from trainers import config as config_lib
-    from trainers import eval_cli
+    from trainers import eval_cli, run_history
 
     path = os.path.join(workdir, "quality_curve.jsonl")
     done = {}
@@ -45,7 +49,8 @@ def evaluate_run(workdir, num, k, data, every=1):
         with open(path) as f:
             for line in f:
                 point = json.loads(line)
-                done[(point["step"], point["num"], point["k"])] = point
+                if point.get("drawn_threshold", 0.1) == glimpse.DRAWN_THRESHOLD:
+                    done[(point["step"], point["num"], point["k"])] = point
     with open(os.path.join(workdir, "config.json")) as f:
         config = config_lib.TrainConfig.from_json(f.read())
     for step, prefix in checkpoints_of(workdir):
@@ -57,6 +62,7 @@ def evaluate_run(workdir, num, k, data, every=1):
         report, _ = eval_cli.run_evaluation(args)
         t = report["tracking"]
         point = {"step": step, "num": num, "k": k, "seq_len": config.seq_len(step),
+                 "drawn_threshold": glimpse.DRAWN_THRESHOLD,
                  "counting_accuracy": report["counting_accuracy"],
                  "visible_counting_accuracy": report["visible_counting_accuracy"],
                  "MOTA": t["MOTA"], "IDF1": t["IDF1"], "HOTA": t["HOTA"], "IDSW": t["IDSW"],
@@ -68,18 +74,24 @@ def evaluate_run(workdir, num, k, data, every=1):
         done[(step, num, k)] = point
         print(f"{workdir} step {step}: counting {point['counting_accuracy']:.4f} MOTA {point['MOTA']:.4f} "
               f"IDF1 {point['IDF1']:.4f} HOTA {point['HOTA']:.4f}", flush=True)
-    return [p for key, p in sorted(done.items()) if key[1:] == (num, k)]
+    minutes = run_history.training_minutes(workdir)
+    points = [dict(p) for key, p in sorted(done.items()) if key[1:] == (num, k)]
+    for p in points:
+        p["train_minutes"] = minutes.get(p["step"])
+    return points
 
 
 def _row(point):
     iou = point["iou_median_drawn"]
-    return (f"| {point['step']} | {point['seq_len']} | {point['counting_accuracy']:.4f} | "
+    minutes = point.get("train_minutes")
+    return (f"| {point['step']} | {'n/a' if minutes is None else f'{minutes:.0f}'} | {point['seq_len']} | "
+            f"{point['counting_accuracy']:.4f} | "
             f"{point['visible_counting_accuracy']:.4f} | {point['MOTA']:.4f} | {point['IDF1']:.4f} | "
             f"{point['HOTA']:.4f} | {point['IDSW']} | {'n/a' if iou is None else f'{iou:.3f}'} |")
 
 
-HEADER = ("| step | L | counting | visible-count | MOTA | IDF1 | HOTA | ID switches | median IoU (drawn) |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| step | train minutes | L | counting | visible-count | MOTA | IDF1 | HOTA | ID switches | "
+          "median IoU (drawn) |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main():

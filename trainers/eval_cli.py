@@ -170,7 +170,7 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
     import numpy as np
     import tensorflow as tf
 
-    from sqair_tf import figures
+    from trainers import figures
     from sqair_tf import model as model_lib
     from trainers import evaluation
 

@@ -36,11 +36,11 @@ import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
 from data_pipelines import records
-from sqair_tf import figures
 from sqair_tf import metrics as metrics_lib
 from sqair_tf import model as model_lib
 from sqair_tf import objectives
 from trainers import config as config_lib
+from trainers import figures
 from trainers import rmsprop_tf1
 
 

@@ -1,0 +1,34 @@
+"""The import contracts of `.importlinter` hold, and they would catch a wrong-way import (BUILD.md "Layout")."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINT = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+
+
+def _lint(root):
+    env = dict(os.environ, PYTHONPATH=root)
+    return subprocess.run([LINT, "--no-cache", os.path.join(root, ".importlinter")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_project_keeps_its_import_contracts():
+    out = _lint(REPO)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "0 broken" in out.stdout
+
+
+def test_a_model_module_importing_the_data_pipelines_breaks_the_contract(tmp_path):
+    root = str(tmp_path / "copy")
+    for name in ("sqair_tf", "data_pipelines", "trainers"):
+        shutil.copytree(os.path.join(REPO, name), os.path.join(root, name),
+                        ignore=shutil.ignore_patterns("*.npz", "pretrained_models", "__pycache__"))
+    shutil.copy(os.path.join(REPO, ".importlinter"), root)
+    with open(os.path.join(root, "sqair_tf", "model.py"), "a") as f:
+        f.write("\n\ndef _wrong_way():\n    from data_pipelines import preview  # noqa: F401\n")
+    out = _lint(root)
+    assert out.returncode != 0 and "1 broken" in out.stdout
+    assert "sqair_tf.model -> data_pipelines.preview" in out.stdout

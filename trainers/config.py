@@ -248,12 +248,12 @@ PRESETS = {
         vimco_signal="textbook", curriculum_stage_steps=2000, max_seq_len=10, total_steps=25_000,
         steps_per_loop=50, jit_compile=True, checkpoint_every=1000, keep_checkpoints=30, eval_every=500,
         image_every=1000, eval_batch_size=200),
-    # What `make demo` trains: the fast recipe for a few minutes.
+    # What `make demo` trains from scratch: the fast recipe on 3-frame sequences, XLA-compiled (the fused step is
+    # about twice as fast at L = 3), for the wall-clock budget `sqair-demo` gives it; total_steps only caps it.
     "demo": dataclasses.replace(
         _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(), batch_size=16, vimco_signal="textbook",
-        curriculum_stage_steps=100_000,
-        max_seq_len=3, total_steps=1000, steps_per_loop=50, checkpoint_every=250, eval_every=250, image_every=500,
-        eval_batch_size=100),
+        curriculum_stage_steps=100_000, max_seq_len=3, total_steps=5000, steps_per_loop=50, jit_compile=True,
+        checkpoint_every=250, eval_every=250, image_every=500, eval_batch_size=100),
     # Tests: the tiny `debug` model on 32×32 data, a handful of steps.
     "debug": dataclasses.replace(
         _PAPER, model=model_config_lib.PRESETS["debug"], optimizer="adam", learning_rate=1e-3, lr_boundaries=(),

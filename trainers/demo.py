@@ -1,13 +1,19 @@
-"""`sqair-demo`: the project's main job, end to end on the embedded digits, in one run directory.
+"""`sqair-demo`: the project's main job, end to end on the embedded digits, in one run directory, in minutes.
 
-1. data: a small moving multi-MNIST train and test set from the embedded 10k MNIST digits, and a preview of
-   held-out sequences with their ground-truth boxes;
-2. training: the `demo` training preset (`trainers/config.py`) in RUNDIR/train (checkpoints, TensorBoard);
-3. held-out counting accuracy (paper definition) of the trained model on the test sequences;
-4. a PNG of held-out inputs over their reconstructions with inferred boxes coloured by object id;
-5. a SavedModel export for TF Serving (RUNDIR/export/<version>) and `track` run from it on a few held-out
-   sequences, printing the inferred counts and object ids.
-Re-running resumes: existing data are kept and training continues from its checkpoint.
+1. data: a small moving multi-MNIST training set and a held-out test set (10 frames, other digits, another seed)
+   from the 10,000 MNIST digits shipped with the package, and a preview of held-out sequences with their
+   ground-truth boxes;
+2. the pretrained model shipped with the package (`--pretrained`, BUILD.md "Pretrained models"): its held-out
+   counting accuracy, MOTA, IDF1 and HOTA; figures of held-out sequences with digits (inputs over reconstructions
+   with id-coloured boxes, PNG and animated GIF; a conditional-generation strip); a SavedModel export and its
+   `track` endpoint called on held-out sequences;
+3. a short run from scratch (the `demo` training preset) for whatever remains of the `--minutes` budget, so the
+   pipeline is seen to learn: loss and accuracy in the progress bar and TensorBoard, checkpoints;
+4. the pretrained and the fresh model side by side on the same held-out sequences, and what each number means.
+
+The budget is wall-clock, not steps, because machines of one kind differ 3-4x in speed: everything but the fresh
+run's training is done first, and training gets what is left (at least `--min-train-seconds`). Re-running keeps
+the data and resumes the fresh run from its checkpoint.
 
     sqair-demo --rundir runs/demo
 """
@@ -16,74 +22,104 @@ import argparse
 import os
 import sys
 import time
+import types
 
 from data_pipelines.errors import DataError
+
+# What the numbers mean, printed under the side-by-side table.
+MEANINGS = (
+    ("counting", "fraction of frames whose number of inferred objects equals the sequence's number of digits "
+                 "(the paper's counting accuracy)"),
+    ("visible", "the same against the digits visible in that frame (digits can leave and re-enter the canvas)"),
+    ("MOTA", "1 - (missed + false + identity-switched boxes) / ground-truth boxes, a box matching at IoU ≥ 0.5; "
+             "1 is perfect, it can be negative"),
+    ("IDF1", "how much of each digit's track is covered by one inferred identity (F1 of identity matches)"),
+    ("HOTA", "detection and association accuracy combined over IoU thresholds 0.05-0.95"),
+)
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="sqair-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rundir", default="runs/demo", help="where everything is written (default: runs/demo)")
+    parser.add_argument("--minutes", type=float, default=4.5,
+                        help="wall-clock budget of the whole demo; the fresh run trains for what is left after "
+                             "everything else (default 4.5)")
+    parser.add_argument("--min-train-seconds", type=float, default=30.0,
+                        help="the fresh run trains at least this long, even past the budget (default 30)")
+    parser.add_argument("--pretrained", default="mnist", help="shipped model to show (default: mnist)")
     parser.add_argument("--num-train", type=int, default=2000, help="training sequences to generate (default 2000)")
-    parser.add_argument("--num-test", type=int, default=500, help="held-out sequences to generate (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    parser.add_argument("--num-test", type=int, default=200,
+                        help="held-out sequences to generate and evaluate both models on (default 200)")
+    parser.add_argument("--k", type=int, default=5, help="particles per held-out sequence (default 5)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of everything random; the test split uses SEED + 1 (default 0)")
     parser.add_argument("--preset", default="paper", help="data preset: paper or hard (default: paper)")
     parser.add_argument("--train-preset", default="demo",
-                        help="training preset (default: demo, a few minutes on 2 cores; see sqair-train --help)")
+                        help="training preset of the fresh run (default: demo; see sqair-train --help)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="training config override, repeatable (e.g. total_steps=100)")
+                        help="fresh-run config override, repeatable (e.g. total_steps=100)")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                        help="XLA-compile the held-out evaluations (default: on; faster beyond a few dozen "
+                             "sequences)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from tqdm import tqdm
-
-    from data_pipelines import cli as data_cli
-    from data_pipelines import generate, moving_mnist, records
-    from trainers import config as config_lib
+    for name in ("num_train", "num_test", "k"):
+        if getattr(args, name) < 1:
+            print(f"sqair-demo: error: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
+            return 2
+    from trainers import checkpoints, pretrained
     from trainers import trainer as trainer_lib
 
-    start = time.time()
+    start = time.monotonic()
     data_dir = os.path.join(args.rundir, "data")
     train_dir = os.path.join(args.rundir, "train")
+    shown_dir = os.path.join(args.rundir, f"pretrained-{args.pretrained}")
     try:
-        config = moving_mnist.preset(args.preset)
-        for split, num in (("train", args.num_train), ("test", args.num_test)):
-            if _have_split(records, data_dir, split, num, args.seed, config):
-                print(f"data: keeping the existing {split} split in {data_dir}")
-                continue
-            with tqdm(total=num, unit="seq", desc=f"data: {split}", file=sys.stderr, disable=args.no_progress) as bar:
-                manifest = generate.generate_split(data_dir, split, num, args.seed, config, progress=bar.update)
-            print(f"digits: {manifest['digits']}")
-        preview = os.path.join(args.rundir, "data_preview.png")
-        code = data_cli.main(["preview", data_dir, "--split", "test", "--num", "8", "--out", preview])
-        if code:
-            return code
+        preview = _data(args, data_dir)
+        shipped_dir, shipped_weights = pretrained.locate(args.pretrained)
+        print(f"\n[2/4] the pretrained model `{args.pretrained}` shipped with the package "
+              f"({_trained_for(pretrained.provenance(args.pretrained))})", flush=True)
+        shipped, _ = _evaluate(args, shipped_dir, shipped_weights, data_dir, shown_dir, figures=True)
+        print(f"held-out counting accuracy {shipped['counting_accuracy']:.3f}, MOTA {shipped['tracking']['MOTA']:.3f}"
+              f" ({shipped['seconds']:.0f} s with figures); exporting it as a SavedModel", flush=True)
+        export_dir, tracked = _export_and_track(shipped_dir, shipped_weights, os.path.join(args.rundir, "export"),
+                                                data_dir, shipped["step"])
 
-        train_config = config_lib.preset(args.train_preset, [f"data_dir={os.path.abspath(data_dir)}",
-                                                             f"seed={args.seed}"] + args.set)
-        trainer = trainer_lib.Trainer(train_config, train_dir, progress=not args.no_progress)
-        cfg = trainer.config
-        print(f"training: preset {args.train_preset}, {cfg.total_steps} steps of {cfg.batch_size} sequences × "
-              f"{cfg.num_particles} particles, {cfg.seq_len(0, trainer.data_len)} frames", flush=True)
-        trainer.train()
-        result, figure = _evaluate(trainer, data_dir, args)
-        figure_path = os.path.join(args.rundir, "reconstructions.png")
-        figure.save(figure_path)
-        export_dir, tracked = _export_and_track(trainer, train_dir, os.path.join(args.rundir, "export"), data_dir)
-    except (DataError, trainer_lib.TrainingError, ValueError) as e:
+        budget = args.minutes * 60 - (time.monotonic() - start) - shipped["seconds"]  # Leave time to evaluate it.
+        seconds = max(budget, args.min_train_seconds)
+        train_start = time.monotonic()
+        fresh_trainer = _train(args, data_dir, train_dir, seconds)
+        trained_seconds = time.monotonic() - train_start
+        print(f"\n[4/4] the fresh run on the same {args.num_test} held-out sequences", flush=True)
+        fresh, _ = _evaluate(args, train_dir, None, data_dir, os.path.join(train_dir, "eval"), figures=False)
+        shipped_config = checkpoints.load_config(shipped_dir)
+    except (DataError, trainer_lib.TrainingError, checkpoints.CheckpointError, pretrained.PretrainedError,
+            ValueError) as e:
         print(f"sqair-demo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sqair-demo: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
-    root = os.path.abspath(args.rundir)
-    print(f"\nheld-out counting accuracy (paper definition, {result['num_sequences']} test sequences of "
-          f"{trainer.data_len} frames, K={cfg.num_particles}): {result['counting_accuracy']:.4f}; per-frame "
-          f"visible-digit count accuracy {result['visible_counting_accuracy']:.4f}; IWAE {result['iwae']:.1f} "
-          f"nats/sequence")
+
+    cfg = fresh_trainer.config
+    print(f"\nheld-out results: {args.num_test} test sequences of 10 frames, K={args.k}, the best particle's tracks")
+    print(f"  {'model':44s} {'steps':>7s} {'counting':>9s} {'visible':>8s} {'MOTA':>7s} {'IDF1':>6s} {'HOTA':>6s}")
+    for label, report in ((f"pretrained `{args.pretrained}` (shipped)", shipped),
+                          (f"fresh run (`{args.train_preset}` preset, {trained_seconds:.0f} s)", fresh)):
+        t = report["tracking"]
+        print(f"  {label:44s} {report['step']:7d} {report['counting_accuracy']:9.3f} "
+              f"{report['visible_counting_accuracy']:8.3f} {t['MOTA']:7.3f} {t['IDF1']:6.3f} {t['HOTA']:6.3f}")
+    for name, meaning in MEANINGS:
+        print(f"  {name}: {meaning}")
+    print(f"  The fresh run trained on {cfg.seq_len(0, fresh_trainer.data_len)}-frame sequences for "
+          f"{fresh['step']} steps; the pretrained one for {shipped['step']:,} steps, on up to "
+          f"{shipped_config.seq_len(shipped['step'])}-frame sequences.")
+
     print(f"\n`track` from the SavedModel on {tracked['counts'].shape[0]} held-out sequences (count per frame; ids of "
           f"the present objects per frame):")
     for b in range(tracked["counts"].shape[0]):
@@ -91,29 +127,98 @@ def main(argv=None):
                for frame_ids, frame_pres in zip(tracked["object_ids"][b], tracked["presence"][b])]
         print(f"  sequence {b}: true count {int(tracked['true_count'][b])}, counts {tracked['counts'][b].tolist()}, "
               f"ids {ids}")
-    print(f"main job done in {time.time() - start:.0f} s; everything is under {root}:")
-    print(f"  data (TFRecords + manifests): {os.path.abspath(data_dir)}")
-    print(f"  preview of held-out sequences with ground-truth boxes: {os.path.abspath(preview)}")
-    print(f"  checkpoints and config: {os.path.abspath(train_dir)}")
-    print(f"  held-out inputs over reconstructions, boxes coloured by object id: {os.path.abspath(figure_path)}")
-    print(f"  TensorBoard: tensorboard --logdir {os.path.join(os.path.abspath(train_dir), 'tensorboard')}")
-    print(f"  SavedModel for TF Serving (track / generate / sample): {os.path.abspath(export_dir)}")
+    figures = shipped["figures"]
+    path = os.path.abspath
+    print(f"\nmain job done in {time.monotonic() - start:.0f} s; everything is under {path(args.rundir)}:")
+    print(f"  data (TFRecords + manifests): {path(data_dir)}")
+    print(f"  preview of held-out sequences with ground-truth boxes: {path(preview)}")
+    print(f"  pretrained model, held-out inputs over reconstructions (boxes coloured by object id): "
+          f"{figures['reconstruction']}")
+    print(f"    the same, animated: {figures['reconstruction_gif']}")
+    print(f"    conditional generation (3 frames observed, the rest imagined, 3 samples each): "
+          f"{figures['generation']} (animated: {figures['generation_gif']})")
+    print(f"    its evaluation report: {path(shown_dir)}")
+    print(f"  fresh run, checkpoints and config: {path(train_dir)}; report: {path(os.path.join(train_dir, 'eval'))}")
+    print(f"  TensorBoard: tensorboard --logdir {path(os.path.join(train_dir, 'tensorboard'))}")
+    print(f"  SavedModel of the pretrained model for TF Serving (track / generate / sample): {path(export_dir)}")
     return 0
 
 
-def _export_and_track(trainer, train_dir, export_base, data_dir, num=3):
-    """Exports the trained model (reusing this step's export on a re-run) and runs `track` from the SavedModel."""
-    from data_pipelines import dataset
-    from trainers import export
+def _data(args, data_dir):
+    """Generates (or keeps) the train and test splits and writes the preview; returns the preview's path."""
+    from tqdm import tqdm
 
-    step = int(trainer.step.numpy())
+    from data_pipelines import cli as data_cli
+    from data_pipelines import generate, moving_mnist, records
+
+    print("[1/4] data", flush=True)
+    config = moving_mnist.preset(args.preset)
+    for split, num, seed in (("train", args.num_train, args.seed), ("test", args.num_test, args.seed + 1)):
+        if _have_split(records, data_dir, split, num, seed, config):
+            print(f"data: keeping the existing {split} split in {data_dir}")
+            continue
+        with tqdm(total=num, unit="seq", desc=f"data: {split}", file=sys.stderr, disable=args.no_progress) as bar:
+            manifest = generate.generate_split(data_dir, split, num, seed, config, progress=bar.update)
+        print(f"{split}: {num} sequences; digits: {manifest['digits']}")
+    preview = os.path.join(args.rundir, "data_preview.png")
+    if data_cli.main(["preview", data_dir, "--split", "test", "--num", "8", "--out", preview]):
+        raise DataError(f"could not write the preview of {data_dir}")
+    return preview
+
+
+def _trained_for(record):
+    training = record.get("training", {})
+    minutes = training.get("wall_clock_minutes")
+    return (f"{record['step']:,} steps of the `tracking` preset, seed {record['seed']}"
+            + (f", about {minutes:.0f} minutes of training on 2 CPU cores" if minutes else ""))
+
+
+def _evaluate(args, workdir, checkpoint, data_dir, out, figures):
+    """`sqair-eval` of a run or shipped model on the demo's test split; returns (report, markdown), both written."""
+    import json
+
+    from trainers import eval_cli
+
+    ns = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data_dir, split="test", k=args.k,
+                               num=args.num_test, chunk=args.k, batch=50, seed=args.seed, jit=args.jit, iou=0.5,
+                               no_addition=True, figures=figures, no_progress=args.no_progress, addition_train=0,
+                               out=out, tensorboard=os.path.join(out, "tensorboard"))
+    report, table = eval_cli.run_evaluation(ns)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(table)
+    return report, table
+
+
+def _train(args, data_dir, train_dir, seconds):
+    """Trains (or resumes) the fresh run for `seconds` of wall-clock; returns its Trainer."""
+    from trainers import config as config_lib
+    from trainers import trainer as trainer_lib
+
+    train_config = config_lib.preset(args.train_preset, [f"data_dir={os.path.abspath(data_dir)}",
+                                                         f"seed={args.seed}"] + args.set)
+    trainer = trainer_lib.Trainer(train_config, train_dir, progress=not args.no_progress)
+    cfg = trainer.config
+    print(f"\n[3/4] a fresh run from scratch: preset {args.train_preset}, {cfg.batch_size} sequences × "
+          f"{cfg.num_particles} particles of {cfg.seq_len(0, trainer.data_len)} frames per step, for "
+          f"{seconds:.0f} s (the rest of the --minutes budget) or {cfg.total_steps} steps", flush=True)
+    trainer.train(max_seconds=seconds)
+    return trainer
+
+
+def _export_and_track(workdir, checkpoint, export_base, data_dir, step, num=3):
+    """Exports the model (reusing an export of this step on a re-run) and runs `track` from the SavedModel on the
+    first `num` held-out sequences that show digits."""
+    from trainers import eval_cli, export
+
     path = os.path.join(export_base, str(step))
     if not os.path.isdir(path):
-        path = export.export_model(train_dir, export_base, num_particles=trainer.config.num_particles)
-    batch = next(iter(dataset.build_dataset(dataset.DataConfig(data_dir=data_dir, split="test", global_batch_size=num,
-                                                               shuffle=False, repeat=False))[0]))
-    tracked = export.track_saved_model(path, batch["frames"].numpy())
-    tracked["true_count"] = batch["count"].numpy()
+        path = export.export_model(workdir, export_base, checkpoint=checkpoint)
+    frames, counts = eval_cli.sequences_with_digits(data_dir, "test", num)
+    tracked = export.track_saved_model(path, frames)
+    tracked["true_count"] = counts
     return path, tracked
 
 
@@ -128,25 +233,6 @@ def _have_split(records, data_dir, split, num, seed, config):
         return False
     generator = json.loads(json.dumps(dataclasses.asdict(config)))
     return (manifest.get("num_sequences"), manifest.get("seed"), manifest.get("generator")) == (num, seed, generator)
-
-
-def _evaluate(trainer, data_dir, args):
-    """Held-out metrics over the whole test split and the reconstruction figure of its first sequences."""
-    import tensorflow as tf
-
-    from sqair_tf import figures
-    from trainers import evaluation, trainer as trainer_lib
-
-    k = trainer.config.num_particles
-    result = evaluation.evaluate_split(trainer.model, data_dir, "test", args.num_test, k, seed=args.seed,
-                                       progress=not args.no_progress)
-    from data_pipelines import dataset
-
-    batch = next(iter(dataset.build_dataset(dataset.DataConfig(data_dir=data_dir, split="test", global_batch_size=6,
-                                                               shuffle=False, repeat=False))[0]))
-    _, best = trainer_lib.evaluate_batch(trainer.model, batch["frames"][:6], batch["count"][:6],
-                                         tf.constant([args.seed, 1]), k)
-    return result, figures.reconstruction_figure_of(batch["frames"][:6], best, rows=6, scale=3)
 
 
 def run():

@@ -1,8 +1,10 @@
 """`sqair-eval`: measure a trained run the way the paper does (Table 1) and the way trackers are measured.
 
     sqair-eval --workdir runs/fast --split test --k 1000 --num 1000 --figures
+    sqair-eval --pretrained mnist --data DATA --k 5 --num 200 --no-addition    # the shipped model, no training
 
-Writes WORKDIR/eval/<split>-step<S>-k<K>.json and .md (and prints the table):
+Writes OUT/<split>-step<S>-k<K>.json and .md (and prints the table); OUT is WORKDIR/eval by default, and
+runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures:
 - log p(x_{1:T}) as the IWAE bound with K particles (the paper: K = 1000), nats per sequence, particles streamed
   in chunks (`--chunk`) so memory stays bounded;
 - log p(x|z) and KL(q‖p) per sequence, importance-weighted over the K particles (spec §6);
@@ -15,8 +17,9 @@ Writes WORKDIR/eval/<split>-step<S>-k<K>.json and .md (and prints the table):
 - the addition experiment (`trainers/addition.py`): a 19-way classifier of the sum of visible digits from the
   model's per-frame representation, trained on the training split;
 - the number of sequences, K, the seed, the checkpoint and its step, wall time.
-With `--figures`: PNG and GIF of reconstructions, glimpses, conditional generation and prior samples in
-WORKDIR/eval/figures/, also logged to TensorBoard (WORKDIR/tensorboard/eval).
+With `--figures`: PNG and GIF of reconstructions (held-out sequences that show digits), glimpses, conditional
+generation and prior samples in OUT/figures/, also logged to TensorBoard (WORKDIR/tensorboard/eval, or
+OUT/tensorboard for a shipped model).
 """
 
 import argparse
@@ -29,8 +32,14 @@ import time
 def _parser():
     parser = argparse.ArgumentParser(prog="sqair-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", required=True, help="run directory written by sqair-train")
-    parser.add_argument("--data", help="data directory (default: the run's own data_dir)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="run directory written by sqair-train")
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="a model shipped with the package instead of a run (e.g. mnist; needs --data)")
+    parser.add_argument("--data", help="data directory (default: the run's own data_dir; required with "
+                                       "--pretrained)")
+    parser.add_argument("--out", help="where the report and figures go (default: WORKDIR/eval, or "
+                                      "runs/pretrained-NAME/eval with --pretrained)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--k", type=int, default=1000, help="particles per sequence for the IWAE bound "
                                                             "(default 1000, as in the paper)")
@@ -165,8 +174,26 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def sequences_with_digits(data_dir, split, rows, search=64):
+    """(frames [rows, T, H, W, C], digit counts [rows]) of the first sequences of `split` that show digits.
+
+    A third of the paper's sequences are empty; figures of empty canvases show nothing of the model, so figures are
+    drawn from the first `search` sequences, taking those with the most digits (ties by order).
+    """
+    import numpy as np
+
+    from trainers import evaluation
+
+    ds, _, _ = evaluation.stream_batches(data_dir, split, search, search)
+    batch = next(iter(ds))
+    count = batch["count"].numpy()  # [B]
+    order = sorted(range(len(count)), key=lambda b: (-min(int(count[b]), 2), b))[:rows]
+    order = np.sort(order)
+    return batch["frames"].numpy()[order], count[order]
+
+
 def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observed=3):
-    """PNG + GIF figures under WORKDIR/eval/figures, also logged to TensorBoard; returns their paths."""
+    """PNG + GIF figures under OUT/figures, also logged to TensorBoard; returns their paths."""
     import numpy as np
     import tensorflow as tf
 
@@ -174,11 +201,9 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
     from sqair_tf import model as model_lib
     from trainers import evaluation
 
-    out_dir = os.path.join(args.workdir, "eval", "figures")
+    out_dir = os.path.join(args.out, "figures")
     os.makedirs(out_dir, exist_ok=True)
-    ds, _, _ = evaluation.stream_batches(data_dir, args.split, rows, rows)
-    batch = next(iter(ds))
-    frames = batch["frames"]
+    frames = tf.constant(sequences_with_digits(data_dir, args.split, rows)[0])
     k = config.num_particles
     seed = tf.constant([args.seed, 17], tf.int32)
     outputs = model(frames, seed=seed, num_particles=k)
@@ -225,7 +250,7 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
                                                   np.clip(prior["canvas"], 0, 1), prior["boxes"],
                                                   prior["object_ids"], prior["z_pres"])
 
-    writer = tf.summary.create_file_writer(os.path.join(args.workdir, "tensorboard", "eval"))
+    writer = tf.summary.create_file_writer(args.tensorboard)
     with writer.as_default(step=step):
         for name, image in images.items():
             tf.summary.image(f"figures/{name}", figures.as_summary_image(image))
@@ -235,6 +260,25 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.pretrained:
+        from trainers import pretrained
+
+        try:
+            args.workdir, checkpoint = pretrained.locate(args.pretrained)
+        except pretrained.PretrainedError as e:
+            print(f"sqair-eval: error: {e}", file=sys.stderr)
+            return 2
+        if args.checkpoint is None:
+            args.checkpoint = checkpoint
+        if not args.data:
+            print("sqair-eval: error: --pretrained needs --data DATA (a directory written by sqair-data generate)",
+                  file=sys.stderr)
+            return 2
+        args.out = args.out or os.path.join("runs", f"pretrained-{args.pretrained}", "eval")
+        args.tensorboard = os.path.join(args.out, "tensorboard")
+    else:
+        args.tensorboard = os.path.join(args.workdir, "tensorboard", "eval")
+    args.out = args.out or os.path.join(args.workdir, "eval")
     for name in ("k", "num", "chunk", "batch", "addition_train"):
         if getattr(args, name) < 1:
             print(f"sqair-eval: error: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
@@ -252,9 +296,8 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         return 130
-    out_dir = os.path.join(args.workdir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"{args.split}-step{report['step']}-k{args.k}")
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"{args.split}-step{report['step']}-k{args.k}")
     for path, text in ((stem + ".json", json.dumps(report, indent=2)), (stem + ".md", table)):
         with open(path + ".tmp", "w") as f:
             f.write(text)

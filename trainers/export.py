@@ -2,6 +2,7 @@
 
     sqair-export --workdir runs/fast --out exports/sqair                # latest checkpoint, K = 5
     sqair-export --workdir runs/fast --out exports/sqair --k 10 --checkpoint runs/fast/checkpoints/ckpt-4000
+    sqair-export --pretrained mnist --out exports/sqair                 # the model shipped with the package
 
 The export goes to EXPORT_BASE/<version>/, the integer version directories TF Serving watches (it serves the highest
 one). The default version is the checkpoint's training step; if that directory already exists, the smallest
@@ -310,8 +311,10 @@ def _spec(spec):
 def _parser():
     parser = argparse.ArgumentParser(prog="sqair-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", required=True, help="run directory written by sqair-train (config.json and "
-                                                         "checkpoints/)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="run directory written by sqair-train (config.json and checkpoints/)")
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="export a model shipped with the package instead of a run (e.g. mnist)")
     parser.add_argument("--out", required=True, metavar="EXPORT_BASE",
                         help="model base path for TF Serving; the export goes to EXPORT_BASE/<version>/")
     parser.add_argument("--k", type=int, default=DEFAULT_NUM_PARTICLES,
@@ -336,6 +339,14 @@ def main(argv=None):
         return fail(f"--k (particles) must be ≥ 1, got {args.k}")
     if args.version is not None and args.version < 0:
         return fail(f"--version must be ≥ 0, got {args.version}")
+    if args.pretrained:
+        from trainers import pretrained
+
+        try:
+            args.workdir, shipped = pretrained.locate(args.pretrained)
+        except pretrained.PretrainedError as e:
+            return fail(str(e))
+        args.checkpoint = args.checkpoint or shipped
     if not os.path.isdir(args.workdir):
         return fail(f"no run directory {args.workdir}")
     from trainers import checkpoints

@@ -19,6 +19,8 @@ from sqair_tf import model as model_lib
 from trainers import checkpoints
 from trainers import export
 
+pytestmark = pytest.mark.slow  # a trained run, SavedModel exports and fresh processes
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

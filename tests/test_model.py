@@ -127,6 +127,7 @@ def test_objects_are_propagated_with_stable_ids(debug_model):
     assert pres1.shape == (4, DEBUG.num_slots)
 
 
+@pytest.mark.slow
 def test_forward_backward_compiles_under_jit(debug_model):
     frames = _frames(2, 3)
 

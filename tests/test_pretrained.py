@@ -17,6 +17,8 @@ import tensorflow as tf
 
 from trainers import eval_cli, evaluation, export, pretrained
 
+pytestmark = pytest.mark.slow  # the full-size shipped model on 200 sequences, and its export
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

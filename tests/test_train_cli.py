@@ -19,6 +19,7 @@ def _train(*args, timeout=600):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_trains_resumes_and_refuses(debug_data, tmp_path):
     workdir = str(tmp_path / "run")
     done = _train("--workdir", workdir, "--preset", "debug", "--data", debug_data, "--no-progress")
@@ -45,6 +46,7 @@ def test_cli_trains_resumes_and_refuses(debug_data, tmp_path):
     assert bad_key.returncode == 2 and "unknown config key 'learning_rat'" in bad_key.stderr
 
 
+@pytest.mark.slow
 def test_corrupted_shard_is_refused_before_training_by_train_and_eval(debug_data, debug_run, tmp_path):
     import shutil
 
@@ -79,6 +81,7 @@ def test_help_explains_every_flag():
         assert flag in out.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_current_step(debug_data, tmp_path):
     workdir = str(tmp_path / "run")
     proc = subprocess.Popen([sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug",
@@ -146,6 +149,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_one_device(debug_data, tmp_path):
     out = subprocess.run([sys.executable, "-c", MIRRORED, debug_data, str(tmp_path / "run")], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=600)

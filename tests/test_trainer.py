@@ -28,6 +28,7 @@ def _fixed_batch_iwae(trainer, batch):
     return float(tf.reduce_mean(objectives.iwae_bound(model_lib.sequence_log_weights(out, 3))))
 
 
+@pytest.mark.slow
 def test_loss_falls_within_a_few_dozen_steps(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=40", "steps_per_loop=10", "eval_every=40",
                                           "checkpoint_every=40", "curriculum_stage_steps=1000"),
@@ -43,6 +44,7 @@ def test_loss_falls_within_a_few_dozen_steps(debug_data, tmp_path):
     assert after > before + 25.0, (before, after)  # Measured: −515 → −469 nats over 3 frames.
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp_path):
     straight = trainer_lib.Trainer(_config(debug_data), str(tmp_path / "a"), progress=False, log=lambda *a: None)
     straight.train()  # 8 steps, crossing a curriculum stage (L = 2 → 3 at step 4) and a checkpoint.
@@ -61,6 +63,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_wall_clock_budget_stops_after_the_loop_that_ends_past_it_and_finalizes(debug_data, tmp_path):
     lines = []
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=1000"), str(tmp_path), progress=False,
@@ -73,6 +76,7 @@ def test_wall_clock_budget_stops_after_the_loop_that_ends_past_it_and_finalizes(
     assert int(trainer.step.numpy()) == 6
 
 
+@pytest.mark.slow
 def test_shard_corrupted_mid_run_stops_with_its_name_and_keeps_the_last_checkpoint(debug_data, tmp_path):
     import shutil
 
@@ -97,6 +101,7 @@ def test_shard_corrupted_mid_run_stops_with_its_name_and_keeps_the_last_checkpoi
     assert int(restored.step.numpy()) == stopped_at  # The checkpoint is whole and loads.
 
 
+@pytest.mark.slow
 def test_non_finite_update_is_skipped_counted_and_recovered(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lambda *a: None)
     good = next(iter(trainer._dataset(0)))
@@ -119,6 +124,7 @@ def test_non_finite_update_is_skipped_counted_and_recovered(debug_data, tmp_path
     assert int(trainer.step.numpy()) == 3 and int(trainer.nonfinite_total.numpy()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit", [False, True])
 def test_fused_single_replica_step_equals_the_split_step_and_skips_non_finite_updates(debug_data, tmp_path, jit):
     """The one-cluster step (forward, backward, check, update) computes what the replica-split path computes."""
@@ -150,6 +156,7 @@ def test_fused_single_replica_step_equals_the_split_step_and_skips_non_finite_up
     assert int(fused.nonfinite_total.numpy()) == 1 and int(fused.optimizer.iterations.numpy()) == 1
 
 
+@pytest.mark.slow
 def test_stops_after_too_many_non_finite_updates_and_keeps_the_last_good_checkpoint(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20"), str(tmp_path), progress=False,
                                   log=lambda *a: None)
@@ -184,6 +191,7 @@ def test_data_of_the_wrong_size_is_refused(debug_data, tmp_path):
         trainer_lib.Trainer(config, str(tmp_path), progress=False)
 
 
+@pytest.mark.slow
 def test_tensorboard_has_scalars_images_and_hparams(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lambda *a: None)
     trainer.train()
@@ -223,6 +231,7 @@ def test_paper_preset_is_the_spec_recipe():
         [1e-5, 1e-5, 1e-5 / 3, 1e-5 / 9])
 
 
+@pytest.mark.slow
 def test_load_model_restores_every_weight_without_the_optimizer(debug_data, tmp_path):
     from trainers import checkpoints
 

@@ -7,7 +7,7 @@ PIP = $(VENV)/bin/pip --disable-pip-version-check -q
 
 # 1. The main job: install sqair-tf and run it on the embedded digits (see README).
 demo: $(VENV)/.installed
-	$(VENV)/bin/sqair-demo --rundir runs/demo
+	$(VENV)/bin/sqair-demo --workdir runs/demo
 
 # 2. The whole test suite, with the test extras.
 test: $(VENV)/.installed-test

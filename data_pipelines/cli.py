@@ -1,6 +1,6 @@
 """`sqair-data`: generate moving multi-MNIST, check it, and look at it.
 
-    sqair-data generate --out DIR --split train --num 60000 --seed 0 --preset paper --digits embedded
+    sqair-data generate --out DIR --split train --num 60000 --seed 0 --data-preset paper --digits embedded
     sqair-data preview DIR --out preview.png
     sqair-data verify DIR --split test
 
@@ -34,7 +34,7 @@ def _parser():
     gen.add_argument("--num", type=int, default=None, metavar="N",
                      help="number of sequences (default: 60000 for train, 10000 for test, as in the paper)")
     gen.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; same seed, same data (default 0)")
-    gen.add_argument("--preset", choices=sorted(moving_mnist.PRESETS), default="paper",
+    gen.add_argument("--data-preset", choices=sorted(moving_mnist.PRESETS), default="paper",
                      help="generator preset (default: paper)")
     gen.add_argument("--digits", default=digits_lib.EMBEDDED, metavar="{embedded,keras,PATH}",
                      help="digit source: 'embedded' (10k real MNIST digits shipped with sqair-tf), 'keras' (the "
@@ -79,7 +79,7 @@ def _generate(args):
         "max_speed": args.max_speed, "max_acceleration": args.max_acceleration,
         "acceleration_noise_std": args.acceleration_noise_std,
         "allow_first_frame_overlap": args.allow_overlap}.items() if v is not None}
-    config = moving_mnist.preset(args.preset, **overrides)
+    config = moving_mnist.preset(args.data_preset, **overrides)
     num = args.num if args.num is not None else (60000 if args.split == "train" else 10000)
     bar = None
     if not args.quiet:

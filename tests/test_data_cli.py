@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
 def test_help_explains_every_flag():
     result = run("generate", "--help")
     assert result.returncode == 0
-    for flag in ("--out", "--split", "--num", "--seed", "--preset", "--digits", "--download", "--canvas-size",
+    for flag in ("--out", "--split", "--num", "--seed", "--data-preset", "--digits", "--download", "--canvas-size",
                  "--num-frames", "--count-probs", "--max-speed", "--allow-overlap", "--shard-size", "--workers"):
         assert flag in result.stdout
 

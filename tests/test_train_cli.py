@@ -77,8 +77,19 @@ def test_corrupted_shard_is_refused_before_training_by_train_and_eval(debug_data
 def test_help_explains_every_flag():
     out = _train("--help")
     assert out.returncode == 0
-    for flag in ("--workdir", "--preset", "--data", "--steps", "--set", "--strategy", "--no-progress"):
+    for flag in ("--workdir", "--preset", "--data", "--steps", "--k", "--set", "--strategy", "--no-progress"):
         assert flag in out.stdout
+
+
+def test_k_means_particles_per_sequence_as_in_the_other_tools(tmp_path):
+    from trainers import train
+
+    args = train._parser().parse_args(["--workdir", str(tmp_path / "run"), "--preset", "debug", "--k", "7"])
+    assert train._resolve(args).num_particles == 7
+    args = train._parser().parse_args(["--workdir", str(tmp_path / "run"), "--preset", "debug"])
+    assert train._resolve(args).num_particles == 3  # The debug preset's own.
+    bad = _train("--workdir", str(tmp_path / "run"), "--preset", "debug", "--k", "1")
+    assert bad.returncode == 2 and "num_particles" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ The budget is wall-clock, not steps, because machines of one kind differ 3-4x in
 run's training is done first, and training gets what is left (at least `--min-train-seconds`). Re-running keeps
 the data and resumes the fresh run from its checkpoint.
 
-    sqair-demo --rundir runs/demo
+    sqair-demo --workdir runs/demo
 """
 
 import argparse
@@ -41,7 +41,8 @@ MEANINGS = (
 def _parser():
     parser = argparse.ArgumentParser(prog="sqair-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rundir", default="runs/demo", help="where everything is written (default: runs/demo)")
+    parser.add_argument("--workdir", default="runs/demo",
+                        help="the demo's directory: data, runs, figures, export (default: runs/demo)")
     parser.add_argument("--minutes", type=float, default=4.5,
                         help="wall-clock budget of the whole demo; the fresh run trains for what is left after "
                              "everything else (default 4.5)")
@@ -54,8 +55,9 @@ def _parser():
     parser.add_argument("--k", type=int, default=5, help="particles per held-out sequence (default 5)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of everything random; the test split uses SEED + 1 (default 0)")
-    parser.add_argument("--preset", default="paper", help="data preset: paper or hard (default: paper)")
-    parser.add_argument("--train-preset", default="demo",
+    parser.add_argument("--data-preset", default="paper",
+                        help="moving-MNIST generator preset, as in sqair-data: paper or hard (default: paper)")
+    parser.add_argument("--preset", default="demo",
                         help="training preset of the fresh run (default: demo; see sqair-train --help)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="fresh-run config override, repeatable (e.g. total_steps=100)")
@@ -76,9 +78,9 @@ def main(argv=None):
     from trainers import trainer as trainer_lib
 
     start = time.monotonic()
-    data_dir = os.path.join(args.rundir, "data")
-    train_dir = os.path.join(args.rundir, "train")
-    shown_dir = os.path.join(args.rundir, f"pretrained-{args.pretrained}")
+    data_dir = os.path.join(args.workdir, "data")
+    train_dir = os.path.join(args.workdir, "train")
+    shown_dir = os.path.join(args.workdir, f"pretrained-{args.pretrained}")
     try:
         preview = _data(args, data_dir)
         shipped_dir, shipped_weights = pretrained.locate(args.pretrained)
@@ -87,7 +89,7 @@ def main(argv=None):
         shipped, _ = _evaluate(args, shipped_dir, shipped_weights, data_dir, shown_dir, figures=True)
         print(f"held-out counting accuracy {shipped['counting_accuracy']:.3f}, MOTA {shipped['tracking']['MOTA']:.3f}"
               f" ({shipped['seconds']:.0f} s with figures); exporting it as a SavedModel", flush=True)
-        export_dir, tracked = _export_and_track(shipped_dir, shipped_weights, os.path.join(args.rundir, "export"),
+        export_dir, tracked = _export_and_track(shipped_dir, shipped_weights, os.path.join(args.workdir, "export"),
                                                 data_dir, shipped["step"])
 
         budget = args.minutes * 60 - (time.monotonic() - start) - shipped["seconds"]  # Leave time to evaluate it.
@@ -110,7 +112,7 @@ def main(argv=None):
     print(f"\nheld-out results: {args.num_test} test sequences of 10 frames, K={args.k}, the best particle's tracks")
     print(f"  {'model':44s} {'steps':>7s} {'counting':>9s} {'visible':>8s} {'MOTA':>7s} {'IDF1':>6s} {'HOTA':>6s}")
     for label, report in ((f"pretrained `{args.pretrained}` (shipped)", shipped),
-                          (f"fresh run (`{args.train_preset}` preset, {trained_seconds:.0f} s)", fresh)):
+                          (f"fresh run (`{args.preset}` preset, {trained_seconds:.0f} s)", fresh)):
         t = report["tracking"]
         print(f"  {label:44s} {report['step']:7d} {report['counting_accuracy']:9.3f} "
               f"{report['visible_counting_accuracy']:8.3f} {t['MOTA']:7.3f} {t['IDF1']:6.3f} {t['HOTA']:6.3f}")
@@ -129,7 +131,7 @@ def main(argv=None):
               f"ids {ids}")
     figures = shipped["figures"]
     path = os.path.abspath
-    print(f"\nmain job done in {time.monotonic() - start:.0f} s; everything is under {path(args.rundir)}:")
+    print(f"\nmain job done in {time.monotonic() - start:.0f} s; everything is under {path(args.workdir)}:")
     print(f"  data (TFRecords + manifests): {path(data_dir)}")
     print(f"  preview of held-out sequences with ground-truth boxes: {path(preview)}")
     print(f"  pretrained model, held-out inputs over reconstructions (boxes coloured by object id): "
@@ -152,7 +154,7 @@ def _data(args, data_dir):
     from data_pipelines import generate, moving_mnist, records
 
     print("[1/4] data", flush=True)
-    config = moving_mnist.preset(args.preset)
+    config = moving_mnist.preset(args.data_preset)
     for split, num, seed in (("train", args.num_train, args.seed), ("test", args.num_test, args.seed + 1)):
         if _have_split(records, data_dir, split, num, seed, config):
             print(f"data: keeping the existing {split} split in {data_dir}")
@@ -160,7 +162,7 @@ def _data(args, data_dir):
         with tqdm(total=num, unit="seq", desc=f"data: {split}", file=sys.stderr, disable=args.no_progress) as bar:
             manifest = generate.generate_split(data_dir, split, num, seed, config, progress=bar.update)
         print(f"{split}: {num} sequences; digits: {manifest['digits']}")
-    preview = os.path.join(args.rundir, "data_preview.png")
+    preview = os.path.join(args.workdir, "data_preview.png")
     if data_cli.main(["preview", data_dir, "--split", "test", "--num", "8", "--out", preview]):
         raise DataError(f"could not write the preview of {data_dir}")
     return preview
@@ -197,11 +199,11 @@ def _train(args, data_dir, train_dir, seconds):
     from trainers import config as config_lib
     from trainers import trainer as trainer_lib
 
-    train_config = config_lib.preset(args.train_preset, [f"data_dir={os.path.abspath(data_dir)}",
+    train_config = config_lib.preset(args.preset, [f"data_dir={os.path.abspath(data_dir)}",
                                                          f"seed={args.seed}"] + args.set)
     trainer = trainer_lib.Trainer(train_config, train_dir, progress=not args.no_progress)
     cfg = trainer.config
-    print(f"\n[3/4] a fresh run from scratch: preset {args.train_preset}, {cfg.batch_size} sequences × "
+    print(f"\n[3/4] a fresh run from scratch: preset {args.preset}, {cfg.batch_size} sequences × "
           f"{cfg.num_particles} particles of {cfg.seq_len(0, trainer.data_len)} frames per step, for "
           f"{seconds:.0f} s (the rest of the --minutes budget) or {cfg.total_steps} steps", flush=True)
     trainer.train(max_seconds=seconds)

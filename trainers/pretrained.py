@@ -113,7 +113,7 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
     with tempfile.TemporaryDirectory() as test_split:
         generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
         small_figures = held_out(test_split, 200)
-    small_figures["data_dir"] = "sqair-data generate --split test --num 10000 --seed 1 --preset paper"
+    small_figures["data_dir"] = "sqair-data generate --split test --num 10000 --seed 1 --data-preset paper"
     record = {
         "name": name, "preset_and_config": "config.json", "seed": config.seed, "step": step,
         "source_run": os.path.abspath(workdir), "source_checkpoint": os.path.abspath(checkpoint),

@@ -22,12 +22,15 @@ def _parser():
     parser.add_argument("--workdir", required=True,
                         help="run directory: config, checkpoints and TensorBoard logs; resumed if it exists")
     parser.add_argument("--preset", choices=sorted(config_lib.PRESETS),
-                        help="training preset for a new run: paper (the authors' recipe, spec §5), fast (quickest "
-                             "to learn on a CPU), demo (a few minutes), debug (tests). Default: the run's stored "
-                             "config when resuming, else fast")
+                        help="training preset for a new run: paper (the authors' recipe), fast (quickest to learn "
+                             "counting on a CPU), tracking (whole 10-frame sequences; trained the shipped model), "
+                             "demo (the main job's fresh run), debug (tests). Default: the run's stored config when "
+                             "resuming, else fast")
     parser.add_argument("--data", help="data directory with train and test splits (`sqair-data generate`); "
                                        "required for a new run, optional on resume")
     parser.add_argument("--steps", type=int, help="train until this global step (default: the preset's total_steps)")
+    parser.add_argument("--k", type=int, help="particles per sequence K, as --k of sqair-eval and sqair-export "
+                                              "(same as --set num_particles=K; default: the preset's, 5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, repeatable: learning_rate=3e-5, batch_size=16, "
                              "jit_compile=true, lr_boundaries=1000,2000, model.hidden_size=128")
@@ -57,6 +60,8 @@ def _resolve(args):
         overrides.append(f"data_dir={os.path.abspath(args.data)}")
     if args.steps is not None:
         overrides.append(f"total_steps={args.steps}")
+    if args.k is not None:
+        overrides.append(f"num_particles={args.k}")
     if os.path.exists(stored):
         with open(stored) as f:
             base = config_lib.TrainConfig.from_json(f.read())

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PIP = $(VENV)/bin/pip --disable-pip-version-check -q
 
-.PHONY: demo test pretrained clean
+.PHONY: demo test pretrained constraints clean
 
 # 1. The main job: install sqair-tf and run it on the embedded digits (see README).
 demo: $(VENV)/.installed
@@ -26,13 +26,20 @@ pretrained: $(VENV)/.installed
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(VENV)/bin/python setup.py
-	$(PIP) install -e .
+# Installs are pinned to constraints.txt, the exact versions the test suite passed with (setup.py keeps compatible
+# ranges for people who install the library into their own environment).
+$(VENV)/.installed: $(VENV)/bin/python setup.py constraints.txt
+	$(PIP) install -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/bin/python setup.py
-	$(PIP) install -e ".[test]"
+$(VENV)/.installed-test: $(VENV)/bin/python setup.py constraints.txt
+	$(PIP) install -c constraints.txt -e ".[test]"
 	touch $@
+
+# Re-pin after changing setup.py's requirements (then run `make test` before committing constraints.txt).
+constraints:
+	$(PYTHON) -m venv /tmp/sqair-piptools && /tmp/sqair-piptools/bin/pip -q install pip-tools
+	/tmp/sqair-piptools/bin/pip-compile -q --extra=test --strip-extras --no-emit-index-url --no-emit-find-links -o constraints.txt setup.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -21,7 +21,6 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "pytest-timeout>=2.3", "import-linter>=2.1"],
-    "video": ["opencv-python-headless>=4.9"],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
 }
 

@@ -27,14 +27,6 @@ def data_dir(tmp_path_factory):
     return out
 
 
-def test_help_explains_every_flag():
-    result = run("generate", "--help")
-    assert result.returncode == 0
-    for flag in ("--out", "--split", "--num", "--seed", "--data-preset", "--digits", "--download", "--canvas-size",
-                 "--num-frames", "--count-probs", "--max-speed", "--allow-overlap", "--shard-size", "--workers"):
-        assert flag in result.stdout
-
-
 def test_generate_preview_verify_end_to_end(data_dir, tmp_path):
     assert sorted(n for n in os.listdir(data_dir) if n.endswith(".json")) == ["test.json", "train.json"]
     png = str(tmp_path / "pictures" / "preview.png")

@@ -81,6 +81,7 @@ def _assert_track_contract(outputs, batch, time):
 
 def _assert_close(actual, expected):
     for key in expected:
+        assert np.asarray(actual[key]).dtype == np.asarray(expected[key]).dtype, key  # float32 stays float32.
         if np.asarray(expected[key]).dtype.kind == "i":
             np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
         else:

@@ -108,23 +108,24 @@ def test_absent_objects_contribute_nothing_to_log_probs(debug_model):
     assert n == DEBUG.num_slots
 
 
-def test_objects_are_propagated_with_stable_ids(debug_model):
-    """With presence forced on, discovered objects keep their ids in the next step (spec §2.10)."""
-    cell = debug_model.cell
+def test_objects_are_propagated_with_stable_ids():
+    """With presence forced on (presence biases +30), every slot is discovered at t = 0 and propagated with its id
+    at t = 1 (paper §3: propagation keeps an object's identity); nothing is left to discover."""
+    import dataclasses
+
+    forced = dataclasses.replace(DEBUG, disc_presence_bias=30.0, prop_presence_bias=30.0)
+    model = model_lib.SQAIR(forced)
+    model(_frames(1, 1), seed=SEED)
+    cell = model.cell
     image = _frames(4, 1)[:, 0]
-    state = cell.initial_state(4)
-    out0, state1 = cell.inference_step(image, state, tf.constant(0), SEED)
+    out0, state1 = cell.inference_step(image, cell.initial_state(4), tf.constant(0), SEED)
     out1, _ = cell.inference_step(image, state1, tf.constant(1), tf.constant([5, 6], tf.int32))
-    ids0, pres1 = out0["object_ids"].numpy(), out1["z_pres"].numpy()
-    ids1 = out1["object_ids"].numpy()
-    for b in range(4):
-        kept = [i for i in ids0[b] if i >= 0]
-        # Every id at t=1 is either an id from t=0 (propagated, in the same order) or a fresh, larger one.
-        survivors = [i for i in ids1[b] if i in kept]
-        assert survivors == sorted(survivors)
-        fresh = [i for i in ids1[b] if i >= 0 and i not in kept]
-        assert all(f > max(kept, default=-1) for f in fresh)
-    assert pres1.shape == (4, DEBUG.num_slots)
+    n = DEBUG.num_slots
+    np.testing.assert_array_equal(out0["z_pres"].numpy(), np.ones([4, n]))
+    np.testing.assert_array_equal(out1["z_pres"].numpy(), np.ones([4, n]))
+    ids0, ids1 = out0["object_ids"].numpy(), out1["object_ids"].numpy()
+    assert all(len(set(row)) == n and min(row) >= 0 for row in ids0)  # N distinct ids per sequence.
+    np.testing.assert_array_equal(ids1, ids0)  # The same objects, in the same slots: no new ones.
 
 
 @pytest.mark.slow

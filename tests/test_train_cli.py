@@ -74,13 +74,6 @@ def test_corrupted_shard_is_refused_before_training_by_train_and_eval(debug_data
     assert f"sqair-eval: error: shard {test_shard} is corrupted" in out.stderr
 
 
-def test_help_explains_every_flag():
-    out = _train("--help")
-    assert out.returncode == 0
-    for flag in ("--workdir", "--preset", "--data", "--steps", "--k", "--set", "--strategy", "--no-progress"):
-        assert flag in out.stdout
-
-
 def test_k_means_particles_per_sequence_as_in_the_other_tools(tmp_path):
     from trainers import train
 

@@ -15,7 +15,8 @@ from data_pipelines import digits as digits_lib
 from data_pipelines import moving_mnist
 from data_pipelines.errors import DataError
 
-_EPILOG = "Presets: paper = spec §1 (0–2 digits, no first-frame overlap); hard = up to 3 digits, overlap allowed."
+_EPILOG = ("Presets: paper = the authors' generator, BUILD.md O1 (0–2 digits, no first-frame overlap); "
+           "hard = up to 3 digits, overlap allowed.")
 
 
 def _parser():

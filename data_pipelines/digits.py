@@ -11,9 +11,9 @@ Three sources, chosen by the user and always reported back (`DigitSet.source`):
 
 For full MNIST the train split uses the 60k MNIST training images and the test split the 10k MNIST test images, as
 the paper says ("created from the respective MNIST datasets"). The original code instead built its held-out set from
-TF1's 5k MNIST-validation digits (spec §1.1); that reader no longer exists and the paper's wording is the contract.
+TF1's 5k MNIST-validation digits (BUILD.md O1.1); that reader no longer exists and the paper's wording is the contract.
 
-Preprocessing follows spec §1.1: each image is byte-scaled so its minimum maps to 0 and its maximum to 255 (what
+Preprocessing follows BUILD.md O1.1: each image is byte-scaled so its minimum maps to 0 and its maximum to 255 (what
 ``scipy.misc.imresize`` did to a same-size image), then cropped to the tight bounding box of its non-zero pixels.
 """
 

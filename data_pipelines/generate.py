@@ -91,7 +91,7 @@ def generate_split(out_dir, split, num_sequences, seed, config, digit_source=dig
         "generator": dataclasses.asdict(config),
         "digits": digit_set.source,
         "num_digits": len(digit_set),
-        # Per-pixel mean of all frames in [0, 1], [H][W]: initialises the model's learnable mean image (spec §2.4).
+        # Per-pixel mean of all frames in [0, 1], [H][W]: initialises the model's learnable mean image (BUILD.md O2.4).
         "mean_frame": np.round(sum(s.pop("pixel_sum") for s in shards)
                                / (num_sequences * config.num_frames * 255.0), 6).tolist(),
         "generation_seconds": round(time.time() - start, 2),

@@ -1,10 +1,10 @@
-"""Moving multi-MNIST: the sequences of the paper's §4.1, generated as in the authors' data code (spec §1).
+"""Moving multi-MNIST: the sequences of the paper's §4.1, generated as in the authors' data code (BUILD.md O1).
 
 Each sequence has T frames of an H×W canvas showing n digits (n drawn from `count_probs`, the same digits in every
 frame). Digits are tight crops of MNIST images; each moves with a noisy-acceleration trajectory of its crop's
-top-left corner that bounces on [0, canvas_size] per axis (spec §1.3), so digits can leave the canvas only through
+top-left corner that bounces on [0, canvas_size] per axis (BUILD.md O1.3), so digits can leave the canvas only through
 the bottom or right edge and always come back. Frames are rendered by pasting each crop at its rounded corner and
-combining digits with a pixel-wise max (spec §1.4).
+combining digits with a pixel-wise max (BUILD.md O1.4).
 
 Everything here is NumPy and vectorised over the sequences of a chunk; `generate_chunk` is deterministic given its
 `numpy.random.Generator`. Array axes: n sequences of the chunk, T time, S digit slots (the largest possible count),
@@ -22,7 +22,7 @@ from data_pipelines.errors import DataError
 
 @dataclasses.dataclass(frozen=True)
 class MovingMnistConfig:
-    """Parameters of the sequence generator (defaults: the `paper` preset, spec §1).
+    """Parameters of the sequence generator (defaults: the `paper` preset, BUILD.md O1).
 
     Attributes:
       canvas_size: side of the square canvas in pixels (paper: 50). Must fit a whole digit (≥ 28).
@@ -76,7 +76,7 @@ class MovingMnistConfig:
 
 
 PRESETS = {
-    # Spec §1 exactly: 0/1/2 digits, no overlap in the first frame.
+    # BUILD.md O1 exactly: 0/1/2 digits, no overlap in the first frame.
     "paper": MovingMnistConfig(),
     # The paper's harder variant (its Appendix F): up to three digits that may overlap from the first frame on.
     "hard": MovingMnistConfig(count_probs=(0.25, 0.25, 0.25, 0.25), allow_first_frame_overlap=True),
@@ -140,7 +140,7 @@ def generate_chunk(config, digits, num_sequences, rng):
 
 
 def _draw_digits_and_placement(config, digits, counts, rng):
-    """Distinct digits per sequence and first-frame corners (spec §1.2), redrawing sequences that fail to place.
+    """Distinct digits per sequence and first-frame corners (BUILD.md O1.2), redrawing sequences that fail to place.
 
     Returns digit_index int [n, S] and corners float64 [n, S, 2] (integers, the crop's top-left (y, x)).
     """
@@ -171,7 +171,7 @@ def _distinct_digits(num_digits, n, s, rng):
 
 
 def _place(config, sizes, counts, rng):
-    """First-frame corners round(U[0,1)·(canvas − size)) with the shared-retry no-overlap rule (spec §1.2).
+    """First-frame corners round(U[0,1)·(canvas − size)) with the shared-retry no-overlap rule (BUILD.md O1.2).
 
     Args:
       sizes: [m, S, 2] crop (height, width); counts: [m].
@@ -208,7 +208,7 @@ def _overlaps_any(corners, sizes, j):
 
 
 def _trajectories(config, corners0, rng):
-    """Noisy-acceleration trajectories of the crop corners, bouncing on [0, canvas] (spec §1.3).
+    """Noisy-acceleration trajectories of the crop corners, bouncing on [0, canvas] (BUILD.md O1.3).
 
     The state is drawn uniformly inside its bounds and advanced one step, as the original initialises it; then the
     position is replaced by the first-frame placement. Returns float64 [n, T, S, 2].

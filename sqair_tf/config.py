@@ -1,6 +1,6 @@
 """Typed, frozen configuration of the SQAIR model, with the `paper` and `debug` presets.
 
-`paper` is MLP-SQAIR exactly as the authors' released flags describe it (spec §2.1); `debug` keeps every mechanism
+`paper` is MLP-SQAIR exactly as the authors' released flags describe it (BUILD.md O2.1); `debug` keeps every mechanism
 but shrinks every size so tests run in seconds.
 """
 
@@ -10,7 +10,7 @@ from typing import Tuple
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and fixed constants of MLP-SQAIR (defaults = the `paper` preset, spec §2.1).
+    """Architecture and fixed constants of MLP-SQAIR (defaults = the `paper` preset, BUILD.md O2.1).
 
     Attributes:
       image_shape: (H, W, C) of the frames.
@@ -28,7 +28,7 @@ class ModelConfig:
       disc_presence_bias: initial DISC presence-logit bias (1).
       prop_presence_bias: initial PROP presence-logit bias (5).
       prop_prior_presence_bias: constant (not learnable) added to the propagation prior's presence logit (10).
-      prop_where_std_offset: extra constant added to PROP's where-std pre-activation (−1; spec §7.7).
+      prop_where_std_offset: extra constant added to PROP's where-std pre-activation (−1; BUILD.md O7.7).
       proposal_scale: scale of PROP's proposal offset Δ = 0.1·MLP(h^T) (0.1).
       min_std: constant added to every softplus std (0.01).
       gate_scale: PROP's z_what gates are gate_scale·sigmoid(·) (0.9999).

@@ -1,6 +1,6 @@
-"""DISC: discovery of new objects in frame t (paper §3, "Discovery"; spec §2.6).
+"""DISC: discovery of new objects in frame t (paper §3, "Discovery"; BUILD.md O2.6).
 
-An AIR-style inference network that always runs exactly N steps (spec §7.1: the original computes a limit from the
+An AIR-style inference network that always runs exactly N steps (BUILD.md O7.1: the original computes a limit from the
 number of propagated objects but never uses it; over-full frames are handled by truncation in the merge). Each step
 reads the whole frame, the summary c_t of the objects PROP kept, and the previous step's latents, then proposes one
 object: where (a diagonal Gaussian on the where logits), what (from a glimpse at that where), and presence (a
@@ -27,11 +27,11 @@ def gaussian_sample(loc, scale, seed):
 
 
 class DiscoveryCore(keras.layers.Layer):
-    """The DISC inference networks (spec §2.6) and the loop over its N steps.
+    """The DISC inference networks (BUILD.md O2.6) and the loop over its N steps.
 
     Args:
       config: a `ModelConfig`.
-      glimpse_encoder: the `GlimpseEncoder` shared with PROP (spec §7.12).
+      glimpse_encoder: the `GlimpseEncoder` shared with PROP (BUILD.md O7.12).
 
     Sublayers: image encoder MLP(H·W·C → 256 → 256), VanillaRNN(256) with a trainable initial state, where MLP
     (256 → 256 → 256 → 8) with the learnable std offset β, presence MLP (256 + D → 128 → 1, bias init 1).
@@ -51,7 +51,7 @@ class DiscoveryCore(keras.layers.Layer):
                                          output_bias_init=config.disc_presence_bias, name="presence_mlp")
 
     def encode_images(self, images):
-        """The image encoder's features [..., 256] of frames [..., H, W, C].
+        """The image encoder's features [..., U] of frames [..., H, W, C].
 
         It depends on the frame alone, so the model runs it once over all frames of a batch, before the time
         loop and before the K particles of a sequence are tiled (they see the same frame): one large matrix
@@ -67,8 +67,8 @@ class DiscoveryCore(keras.layers.Layer):
 
         Args:
           image: [B, H, W, C] the frame x_t of each sequence, shared by its K particles (rows b·K … b·K + K − 1).
-          image_features: [BK, 256] `encode_images` of each particle's frame, computed by the caller.
-          summary: [BK, 256] c_t, the summary of the propagated objects (spec §2.9).
+          image_features: [BK, U] `encode_images` of each particle's frame, computed by the caller.
+          summary: [BK, U] c_t, the summary of the propagated objects (BUILD.md O2.9).
           seed: int32 [2] stateless seed.
 
         Returns:
@@ -77,19 +77,19 @@ class DiscoveryCore(keras.layers.Layer):
             z_pres, presence_logit (masked), presence_prob [BK, N];
           and per-example terms
             log_q_continuous [BK] = Σ_k z_pres_k·(log q(z_what_k) + log q(z_where_k)),
-            log_q_discrete [BK] = log q(n) with n = Σ_k z_pres_k (spec §2.6, number-of-steps posterior).
+            log_q_discrete [BK] = log q(n) with n = Σ_k z_pres_k (BUILD.md O2.6, number-of-steps posterior).
         """
         cfg = self.config
         batch = summary.shape[0] if summary.shape[0] is not None else tf.shape(summary)[0]  # BK, static for XLA.
         z_what = tf.zeros([batch, cfg.z_what_dim], summary.dtype)
         z_where = tf.zeros([batch, 4], summary.dtype)
-        z_pres = tf.ones([batch, 1], summary.dtype)  # The chain starts "present" (spec §2.6).
-        state = self.rnn.initial_state(batch)  # [BK, 256]
+        z_pres = tf.ones([batch, 1], summary.dtype)  # The chain starts "present" (BUILD.md O2.6).
+        state = self.rnn.initial_state(batch)  # [BK, U]
         steps = []
         for seed_k in tfp.random.split_seed(seed, cfg.num_slots):  # N is small and static.
             seed_where, seed_what, seed_pres = tfp.random.split_seed(seed_k, 3)
-            rnn_input = tf.concat([image_features, summary, z_what, z_where, z_pres], axis=-1)  # [BK, 567]
-            hidden, state = self.rnn(rnn_input, state)  # [BK, 256]
+            rnn_input = tf.concat([image_features, summary, z_what, z_where, z_pres], axis=-1)  # [BK, 2·U + D + 4 + 1]
+            hidden, state = self.rnn(rnn_input, state)  # [BK, U]
             where_stats = self.where_mlp(hidden)  # [BK, 8]
             where_loc = where_stats[:, :4]
             where_scale = tf.nn.softplus(where_stats[:, 4:] + self.where_std_bias) + cfg.min_std

@@ -1,4 +1,4 @@
-"""Per-object glimpse networks of MLP-SQAIR and the additive renderer (spec §2.4, §2.5).
+"""Per-object glimpse networks of MLP-SQAIR and the additive renderer (BUILD.md O2.4, O2.5).
 
 * `GlimpseEncoder` ("AIREncoder", one instance shared by DISC and PROP): flattened G×G×C glimpse, optionally
   multiplied by a soft mask → MLP (256, 256, ELU) → Linear 2·|z_what| → location and
@@ -6,7 +6,7 @@
 * `GlimpseMask` (PROP only): MLP (128, ELU) → G·G sigmoid on the object's temporal state, output bias
   initialised to 1, so that PROP can attend to its own object inside a crowded glimpse.
 * `GlimpseDecoder`: z_what → MLP (256, 256, ELU) → Linear G·G·C, times a learnable scalar `output_scale`
-  (init 0.25). Linear output: no sigmoid and no clipping, intensities are unbounded (spec §2.4, §7.8).
+  (init 0.25). Linear output: no sigmoid and no clipping, intensities are unbounded (BUILD.md O2.4, O7.8).
 * `compose` / `Renderer`: inverse-warp every slot's glimpse into the canvas, multiply by z_pres, sum over the
   N slots (additive composition), and add the learnable mean image only where something was written,
   m = sigmoid(−10 + 20·Σ_n z_pres_n·render(1)_n).
@@ -14,9 +14,9 @@
 Glimpse extraction itself (image + z_where → glimpse) is `spatial_transformer.extract_glimpses`; callers
 extract, then encode, which keeps the encoder a plain network that DISC and PROP share.
 
-All layers emit tensors (locations and scales, never distributions, conventions §5). Sizes are constructor
-arguments so tests can use a tiny configuration; the defaults are the paper's (50×50×1 images, G = 20,
-|z_what| = 50, hidden 256).
+All layers emit tensors (locations and scales, never distributions: distributions are built where they are
+scored). Sizes are constructor arguments so tests can use a tiny configuration; the defaults are the paper's
+(50×50×1 images, G = 20, |z_what| = 50, hidden 256).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -27,14 +27,14 @@ import tensorflow as tf
 from sqair_tf import networks
 from sqair_tf import spatial_transformer
 
-# Written-mask sharpness (spec §2.4): m = sigmoid(_MASK_OFFSET + _MASK_GAIN·coverage), ≈4.5e-5 where nothing
+# Written-mask sharpness (BUILD.md O2.4): m = sigmoid(_MASK_OFFSET + _MASK_GAIN·coverage), ≈4.5e-5 where nothing
 # is written and ≈1 inside any present glimpse.
 _MASK_OFFSET = -10.0
 _MASK_GAIN = 20.0
 
 
 class GlimpseEncoder(keras.layers.Layer):
-    """Glimpse → Gaussian posterior statistics of z_what (spec §2.5, "AIREncoder").
+    """Glimpse → Gaussian posterior statistics of z_what (BUILD.md O2.5, "AIREncoder").
 
     Args:
       glimpse_size: G.
@@ -46,7 +46,7 @@ class GlimpseEncoder(keras.layers.Layer):
     Call:
       glimpses: [..., G, G, C].
       glimpse_mask: optional [..., G, G, 1] (or [..., G, G, C]) soft mask multiplied into the glimpse
-        (PROP, spec §2.5).
+        (PROP, BUILD.md O2.5).
     Returns:
       (loc [..., z_what_dim], scale [..., z_what_dim]).
     """
@@ -87,14 +87,14 @@ class GlimpseEncoder(keras.layers.Layer):
 
 
 class GlimpseMask(keras.layers.Layer):
-    """Temporal state → soft G×G attention mask over a glimpse (spec §2.5, PROP only).
+    """Temporal state → soft G×G attention mask over a glimpse (BUILD.md O2.5, PROP only).
 
     Args:
       glimpse_size: G.
       hidden_sizes: ELU hidden layers ((128,) in the paper).
       output_bias_init: initial bias of the sigmoid output (1 in the original: the mask starts ≈0.73).
 
-    Call: `temporal_state` [..., D] (the object's temporal GRU state from t−1) -> [..., G, G, 1], broadcast
+    Call: `temporal_state` [..., U] (the object's temporal GRU state from t−1) -> [..., G, G, 1], broadcast
     over the glimpse channels.
     """
 
@@ -124,7 +124,7 @@ class GlimpseMask(keras.layers.Layer):
 
 
 class GlimpseDecoder(keras.layers.Layer):
-    """z_what → glimpse intensities (spec §2.4).
+    """z_what → glimpse intensities (BUILD.md O2.4).
 
     Args:
       glimpse_size: G.
@@ -168,7 +168,7 @@ class GlimpseDecoder(keras.layers.Layer):
 def compose(
     glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, mean_image: tf.Tensor
 ) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Additive composition of N object glimpses plus the mean image under the written mask (spec §2.4).
+    """Additive composition of N object glimpses plus the mean image under the written mask (BUILD.md O2.4).
 
     canvas = Σ_n z_pres_n · render(glimpse_n, z_where_n) + mean_image · m,
     m      = sigmoid(−10 + 20 · Σ_n z_pres_n · render(ones, z_where_n)).
@@ -253,7 +253,7 @@ def drawn_boxes(
 
 
 class Renderer(keras.layers.Layer):
-    """Owns the learnable mean image and composes object glimpses into the canvas (spec §2.4).
+    """Owns the learnable mean image and composes object glimpses into the canvas (BUILD.md O2.4).
 
     Args:
       image_shape: (H, W, C) of the canvas.

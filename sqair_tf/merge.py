@@ -1,15 +1,15 @@
-"""Merging propagated and discovered objects into the N object slots of the next time step (spec §2.10).
+"""Merging propagated and discovered objects into the N object slots of the next time step (BUILD.md O2.10).
 
 After PROP and DISC, a time step holds up to 2N candidate objects: the N propagated slots (in the order of the
 previous step) followed by the N discovered slots (in discovery order). SQAIR keeps a fixed budget of N
 slots, so the merge
 
 1. gives every candidate an object id: propagated objects keep their id while present, new objects get
-      consecutive ids per sequence, absent slots get −1 (spec §2.10 step 2, §7.11);
+      consecutive ids per sequence, absent slots get −1 (BUILD.md O2.10 step 2, O7.11);
 2. moves present candidates to the front with a *stable* partition, so older objects stay ahead of newer
-      ones and the relation RNN of the next PROP sees them in the same order (spec §2.10 step 3, §7.10);
+      ones and the relation RNN of the next PROP sees them in the same order (BUILD.md O2.10 step 3, O7.10);
 3. keeps the first N slots. Extra discovered objects are dropped here, but they were counted in
-      `last_used_id` and their DISC log-probs have already entered the weight (spec §2.10 step 4, §7.1).
+      `last_used_id` and their DISC log-probs have already entered the weight (BUILD.md O2.10 step 4, O7.1).
 
 IDs are bookkeeping only: nothing here has a gradient path that matters for the loss other than the gather,
 which simply routes per-slot tensors (states, latents) to their new slots.
@@ -19,7 +19,7 @@ from typing import Dict, NamedTuple
 import tensorflow as tf
 
 # Value of `object_ids` for an empty slot and of `last_used_id` before the first object, so that the first
-# discovered object of a sequence gets id 0 (spec §2.10 step 2).
+# discovered object of a sequence gets id 0 (BUILD.md O2.10 step 2).
 NO_OBJECT_ID = -1
 
 
@@ -74,7 +74,7 @@ def merge_objects(
     last_used_id: tf.Tensor,
     presence_key: str = "z_pres",
 ) -> MergedObjects:
-    """Assigns ids, stably moves present objects first and truncates to N slots (spec §2.10, §7.10, §7.11).
+    """Assigns ids, stably moves present objects first and truncates to N slots (BUILD.md O2.10, O7.10, O7.11).
 
     The 2N candidates are concatenated as [propagated 1..N, discovered 1..N_disc]. The partition is a stable
     argsort of (1 − present) per sequence followed by one batched gather per tensor, so it is pure, vectorised
@@ -105,18 +105,18 @@ def merge_objects(
     object_ids_tm1 = tf.cast(object_ids_tm1, tf.int32)
     last_used_id = tf.cast(last_used_id, tf.int32)
 
-    # IDs (spec §2.10 step 2): survivors keep theirs, new objects count up from last_used_id per sequence.
+    # IDs (BUILD.md O2.10 step 2): survivors keep theirs, new objects count up from last_used_id per sequence.
     no_id = tf.constant(NO_OBJECT_ID, tf.int32)
     prop_ids = tf.where(prop_present, object_ids_tm1, no_id)  # [BK, N]
     disc_count = tf.cast(disc_present, tf.int32)  # [BK, N_disc]
     disc_ids = tf.where(disc_present, last_used_id[:, tf.newaxis] + tf.cumsum(disc_count, axis=1), no_id)
     new_last_used_id = last_used_id + tf.reduce_sum(disc_count, axis=1)  # [BK]
 
-    # Stable partition (spec §2.10 step 3): sorting the key 0 (present) / 1 (absent) with a stable sort keeps
+    # Stable partition (BUILD.md O2.10 step 3): sorting the key 0 (present) / 1 (absent) with a stable sort keeps
     # the relative order inside each group, i.e. propagated before discovered, each in its own slot order.
     present = tf.concat([prop_present, disc_present], axis=1)  # [BK, N + N_disc]
     order = tf.argsort(1 - tf.cast(present, tf.int32), axis=1, stable=True)  # [BK, N + N_disc]
-    keep = order[:, :num_slots]  # [BK, N]: truncation (spec §2.10 step 4)
+    keep = order[:, :num_slots]  # [BK, N]: truncation (BUILD.md O2.10 step 4)
 
     def _merge(prop_tensor, disc_tensor):
         candidates = tf.concat([prop_tensor, disc_tensor], axis=1)  # [BK, N + N_disc, ...]

@@ -1,4 +1,5 @@
-"""Per-sequence metrics of a forward pass, importance-weighted over particles as the original logs them (spec §4, §6).
+"""Per-sequence metrics of a forward pass, importance-weighted over particles as the original logs them
+(BUILD.md O4, O6).
 
 The original averages a per-frame quantity over frames first, then over particles with the normalised importance
 weights softmax_k(L_{b,k}) (no gradient), then over sequences. These functions return the per-sequence values [B];
@@ -40,7 +41,7 @@ def count_correct(num_objects, true_count, num_particles):
 
 
 def counting_accuracy(num_objects, true_count, log_weights):
-    """The paper's counting accuracy of each sequence (spec §6), [B].
+    """The paper's counting accuracy of each sequence (BUILD.md O6), [B].
 
     Args:
       num_objects: int [T, B·K], present slots after truncation (the inferred count of each frame and particle).

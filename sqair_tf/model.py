@@ -64,7 +64,7 @@ class SQAIR(keras.Model):
       log_likelihood    [T, BK]  log p(x_t | z_t), summed over pixels
       log_p_continuous  [T, BK]  log p of z_what, z_where (propagation prior + DISC priors), presence-masked
       log_p_discrete    [T, BK]  log p of presence (propagation prior) + log p(n) of the DISC count
-      log_q_continuous  [T, BK]  log q of z_what, z_where, presence-masked (spec §7.2)
+      log_q_continuous  [T, BK]  log q of z_what, z_where, presence-masked (BUILD.md O7.2)
       log_q_discrete    [T, BK]  log q of PROP presences + log q(n) of DISC (VIMCO's discrete log-prob)
       log_weight        [T, BK]  log w_t = log_likelihood + log p − log q
       z_what [T, BK, N, D], z_where [T, BK, N, 4], z_pres [T, BK, N], presence_prob [T, BK, N]
@@ -139,7 +139,7 @@ class SQAIR(keras.Model):
           num_steps: number of frames to imagine after the observed ones.
           seed: int32 [2].
           discover: whether new objects may appear while imagining. The original switches discovery off when
-            generating (spec §6); both are offered.
+            generating (BUILD.md O6); both are offered.
 
         Returns:
           (observed, generated): dicts of time-major tensors. `observed` as `call` with K = 1; `generated` has

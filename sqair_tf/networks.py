@@ -1,4 +1,4 @@
-"""Generic building blocks of MLP-SQAIR with the original's (Sonnet 1) initialisation (spec §2.2).
+"""Generic building blocks of MLP-SQAIR with the original's (Sonnet 1) initialisation (BUILD.md O2.2).
 
 * `MLP`: affine layers with ELU after every hidden layer; an optional linear (or `output_activation`) output
   layer. Sonnet `Linear` initialisation: weights from a normal with σ = 1/√fan_in truncated at ±2σ, biases 0.
@@ -12,7 +12,7 @@
 Cells follow one contract: `call(inputs, state) -> (output, new_state)` on a flat batch axis (`BK` in the
 model) and `initial_state(batch_size)`. The trainable initial state is *not* part of a cell by default,
 because in SQAIR several initial states live away from their cell (e.g. the temporal GRU's initial state is
-owned by the sequence level and shared by all newly discovered objects, spec §2.8–2.12). Pass
+owned by the sequence level and shared by all newly discovered objects, BUILD.md O2.8–O2.12). Pass
 `use_trainable_initial_state=True` to let a cell own one.
 """
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -76,14 +76,14 @@ def linear(
 
 
 class MLP(keras.layers.Layer):
-    """Multi-layer perceptron with ELU hidden layers (the original's `neural.MLP`, spec §2.2).
+    """Multi-layer perceptron with ELU hidden layers (the original's `neural.MLP`, BUILD.md O2.2).
 
     Args:
       hidden_sizes: widths of the hidden layers, each followed by ELU.
       output_size: width of the final affine layer; None means no output layer, so the MLP ends with the
         ELU of its last hidden layer.
       output_bias_init: initial value of the output bias (float, array or initializer); used for the
-        presence logits (spec §2.6/§2.8) and the glimpse-mask bias (§2.5).
+        presence logits (BUILD.md O2.6/O2.8) and the glimpse-mask bias (BUILD.md O2.5).
       output_activation: optional activation of the output layer (linear by default).
 
     Call: `inputs` [..., D_in] -> [..., output_size or hidden_sizes[-1]].
@@ -182,9 +182,9 @@ class _RNNCell(keras.layers.Layer):
 
 
 class VanillaRNNCell(_RNNCell):
-    """Sonnet's VanillaRNN: h' = tanh(W_in x + b_in + W_hh h + b_hh) (spec §2.2).
+    """Sonnet's VanillaRNN: h' = tanh(W_in x + b_in + W_hh h + b_hh) (BUILD.md O2.2).
 
-    Used as DISC's RNN and PROP's relation RNN (spec §2.6, §2.8). Output and new state are both h'.
+    Used as DISC's RNN and PROP's relation RNN (BUILD.md O2.6, O2.8). Output and new state are both h'.
 
     Call: `inputs` [BK, D_in], `state` [BK, units] -> (output [BK, units], new_state [BK, units]).
     """
@@ -200,7 +200,7 @@ class VanillaRNNCell(_RNNCell):
 
 
 class GRUCell(_RNNCell):
-    """Sonnet's GRU (spec §2.2), reset applied before the recurrent matmul:
+    """Sonnet's GRU (BUILD.md O2.2), reset applied before the recurrent matmul:
 
         z = σ(W_z x + U_z h + b_z),   r = σ(W_r x + U_r h + b_r),
         h̃ = tanh(W_h x + U_h (r ⊙ h) + b_h),   h' = (1 − z) ⊙ h + z ⊙ h̃.

@@ -1,7 +1,7 @@
 """SQAIR's training objective: the IWAE bound and its VIMCO gradient estimator.
 
-Spec §4 (paper, "Learning" paragraph: IWAE with K = 5, VIMCO for z_pres): every sequence is explained by K independent
-particles (whole trajectories, no resampling); the sequence log weight of particle k is
+BUILD.md O4 (paper §3, "Learning" paragraph: IWAE with K = 5, VIMCO for z_pres): every sequence is explained by K
+independent particles (whole trajectories, no resampling); the sequence log weight of particle k is
 
     L_{b,k} = Σ_t [log p(x_t, z_t | z_{<t}) − log q(z_t | x_{≤t}, z_{<t})],
 
@@ -17,7 +17,7 @@ Everything here is a pure function of tensors with the particle axis last:
     discrete_log_prob  D  [B, K]
 
 and returns per-example values [B]. Reduction over the batch (`tf.nn.compute_average_loss` with the global
-batch size) and the division by the current sequence length T (spec §5 curriculum: "the loss is divided by the
+batch size) and the division by the current sequence length T (BUILD.md O5 curriculum: "the loss is divided by the
 current L") are the trainer's job, not done here: T is a trainer/curriculum quantity, the division is linear, so
 `vimco_surrogate_loss(...) / T` before the batch reduction is exactly the original objective.
 
@@ -81,7 +81,7 @@ def _shift_by_max(log_weights: tf.Tensor):
 
 
 def iwae_bound(log_weights, name: Optional[str] = None) -> tf.Tensor:
-    """Importance-weighted bound IWAE_b = logsumexp_k L_{b,k} − log K (spec §4; Burda et al. 2016).
+    """Importance-weighted bound IWAE_b = logsumexp_k L_{b,k} − log K (BUILD.md O4; Burda et al. 2016).
 
     Args:
       log_weights: [B, K] sequence log weights L.
@@ -96,7 +96,7 @@ def iwae_bound(log_weights, name: Optional[str] = None) -> tf.Tensor:
 
 
 def elbo(log_weights, name: Optional[str] = None) -> tf.Tensor:
-    """VAE evidence lower bound estimate mean_k L_{b,k} (spec §4, logged as "VAE"; not optimised).
+    """VAE evidence lower bound estimate mean_k L_{b,k} (BUILD.md O4, logged as "VAE"; not optimised).
 
     Args:
       log_weights: [B, K] sequence log weights L.
@@ -108,7 +108,7 @@ def elbo(log_weights, name: Optional[str] = None) -> tf.Tensor:
 
 
 def importance_weights(log_weights, name: Optional[str] = None) -> tf.Tensor:
-    """Normalised importance weights w_{b,k} = softmax_k(L_b), used to weight logged metrics (spec §4).
+    """Normalised importance weights w_{b,k} = softmax_k(L_b), used to weight logged metrics (BUILD.md O4).
 
     stop_gradient: the weights only average metrics for logging (importance-weighted data log-likelihood, KL,
     object counts, ...); no loss may be differentiated through them.
@@ -123,7 +123,7 @@ def importance_weights(log_weights, name: Optional[str] = None) -> tf.Tensor:
 
 
 def effective_sample_size(log_weights, name: Optional[str] = None) -> tf.Tensor:
-    """Effective sample size ESS_b = 1 / Σ_k w_{b,k}² of the normalised importance weights (spec §4 metrics).
+    """Effective sample size ESS_b = 1 / Σ_k w_{b,k}² of the normalised importance weights (BUILD.md O4 metrics).
 
     Between 1 (one particle carries all the weight) and K (equal weights). No gradient (see
     `importance_weights`).
@@ -186,7 +186,7 @@ def _shifted_control_variate(shifted_log_weights: tf.Tensor) -> tf.Tensor:
 
 
 def vimco_control_variate(log_weights, name: Optional[str] = None) -> tf.Tensor:
-    """VIMCO leave-one-out control variate (spec §4; Mnih & Rezende 2016, geometric-mean variant).
+    """VIMCO leave-one-out control variate (BUILD.md O4; Mnih & Rezende 2016, geometric-mean variant).
 
     For particle k, its log weight is replaced by the mean of the others' log weights,
     a_k = (Σ_{j≠k} L_j)/(K − 1), and cv_k = log[(Σ_{j≠k} e^{L_j} + e^{a_k}) / K]: the IWAE value one would get
@@ -218,7 +218,7 @@ def vimco_surrogate_loss(
     score_reduction: Optional[str] = None,
     name: Optional[str] = None,
 ) -> tf.Tensor:
-    """Per-example surrogate loss whose value is −IWAE and whose gradient is the VIMCO estimate (spec §4).
+    """Per-example surrogate loss whose value is −IWAE and whose gradient is the VIMCO estimate (BUILD.md O4).
 
     Gradient (per example b, with w = softmax_k(L_b) and s_{b,k} the learning signal):
 
@@ -230,7 +230,7 @@ def vimco_surrogate_loss(
 
     Learning signals (both under stop_gradient: they are REINFORCE weights, not something to optimise):
       * 'paper': s_{b,k} = L_{b,k} − cv_{b,k}, the *per-particle* log weight minus the control variate, with
-        R = mean over k. This is what the original SQAIR code optimises (spec §4 and §7.5); replicate it to
+        R = mean over k. This is what the original SQAIR code optimises (BUILD.md O4 and O7.5); replicate it to
         match the paper's results. Note it is not an unbiased estimate of ∇IWAE: since cv_k does not depend on
         particle k, E[s_k ∇D_k] = E[L_k ∇D_k], the score term of the ELBO rather than of the IWAE bound, and
         the mean over k scales it by 1/K.
@@ -243,7 +243,7 @@ def vimco_surrogate_loss(
     log, rather than −IWAE_b − Σ, whose second part is an arbitrary (large, signal-weighted log-probability)
     quantity with no meaning as a loss. The gradient is the same either way.
 
-    Not done here: division by the current sequence length T (spec §5) and the mean over the batch; the
+    Not done here: division by the current sequence length T (BUILD.md O5) and the mean over the batch; the
     trainer divides the returned [B] vector by T and reduces it with `tf.nn.compute_average_loss`.
 
     Args:

@@ -1,17 +1,17 @@
 """Presence variables of SQAIR: masked logits, gated Bernoulli samples and the DISC count distributions.
 
 Every object slot carries a binary presence z_pres. Two rules make presence a "once 0, stays 0" variable
-(spec §2.6, §2.8, §7.2):
+(BUILD.md O2.6, O2.8, O7.2):
 
 * DISC runs an AIR-style stop chain over its N steps: step k is gated by the presence of step k−1.
 * PROP gates every propagated object by its own presence at t−1 (no chain between slots).
 
 In both cases the presence logit is *masked* with the gate and the Bernoulli sample is multiplied by the gate.
 From the masked per-step DISC logits we also get q(n), the posterior over the number of discovered objects
-(spec §2.6 "number-of-steps posterior", §7.3), which is the discrete term DISC contributes to log q.
+(BUILD.md O2.6 "number-of-steps posterior", O7.3), which is the discrete term DISC contributes to log q.
 
 The DISC generative side contributes p(n), a Categorical over {0..N} whose logits come from a network
-(spec §2.7), and the scalar ĉ_t summarising the propagation prior's expected presence, which that network and
+(BUILD.md O2.7), and the scalar ĉ_t summarising the propagation prior's expected presence, which that network and
 the DISC where-prior are conditioned on.
 
 All functions are pure, shape-polymorphic in the leading "B·K" axis (written BK) and run under
@@ -24,14 +24,14 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-# The original masks stopped/absent logits with −88 rather than −∞ (spec §7.2): sigmoid(−88) ≈ 6e-39, so
+# The original masks stopped/absent logits with −88 rather than −∞ (BUILD.md O7.2): sigmoid(−88) ≈ 6e-39, so
 # presence is practically impossible, yet every Bernoulli log-prob (evaluated from the logit) stays finite:
 # log q(z_pres=0) ≈ −6e-39 and even log q(z_pres=1) = −88. With −∞ the log-prob of the "impossible" value is
 # −∞, and 0·(−∞) products and gradients of softplus/sigmoid at ±∞ give NaN, which leaks into the loss and
 # its gradient even where the term is multiplied by a zero mask.
 MASKED_LOGIT = 88.0
 
-# Floor of the straight-through clip on q(n) (spec §2.6, §7.3).
+# Floor of the straight-through clip on q(n) (BUILD.md O2.6, O7.3).
 MIN_NUM_STEPS_PROB = 1e-16
 
 
@@ -49,7 +49,7 @@ class PresenceStep(NamedTuple):
 
 
 def mask_presence_logit(logit: tf.Tensor, z_pres_gate: tf.Tensor) -> tf.Tensor:
-    """Forces the presence logit to −88 where the gate is 0 (spec §2.6 step 4, §7.2).
+    """Forces the presence logit to −88 where the gate is 0 (BUILD.md O2.6 step 4, O7.2).
 
     ℓ' = z_pres_gate·ℓ + (z_pres_gate − 1)·88, so ℓ' = ℓ where the gate is 1 and ℓ' = −88 where it is 0.
     −88 instead of −∞ keeps every log-prob finite and every gradient NaN-free (see `MASKED_LOGIT`). The mask is
@@ -68,9 +68,9 @@ def mask_presence_logit(logit: tf.Tensor, z_pres_gate: tf.Tensor) -> tf.Tensor:
 
 
 def sample_presence(logit: tf.Tensor, z_pres_gate: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Samples z_pres ~ Bernoulli(sigmoid(masked ℓ)) × z_pres_gate (spec §2.6 step 4, §2.8 step 5).
+    """Samples z_pres ~ Bernoulli(sigmoid(masked ℓ)) × z_pres_gate (BUILD.md O2.6 step 4, O2.8 step 5).
 
-    The sample is discrete and carries no gradient (the score-function/VIMCO term handles it, spec §4); the
+    The sample is discrete and carries no gradient (the score-function/VIMCO term handles it, BUILD.md O4); the
     gate is a previous sample and is also treated as a constant. Multiplying by the gate makes z_pres exactly 0
     once the chain has stopped, even though sigmoid(−88) > 0.
 
@@ -90,7 +90,7 @@ def sample_presence(logit: tf.Tensor, z_pres_gate: tf.Tensor, seed: tf.Tensor) -
 
 
 def presence_step(logit: tf.Tensor, z_pres_gate: tf.Tensor, seed: tf.Tensor) -> PresenceStep:
-    """One gated presence decision: masks the logit and samples z_pres (spec §2.6 step 4, §2.8 step 5).
+    """One gated presence decision: masks the logit and samples z_pres (BUILD.md O2.6 step 4, O2.8 step 5).
 
     DISC calls this once per discovery step with `z_pres_gate` = z_pres of the previous step (1 at the first
     step), which builds the stop chain; PROP calls it once for all slots with `z_pres_gate` = z_pres_tm1.
@@ -111,7 +111,7 @@ def presence_step(logit: tf.Tensor, z_pres_gate: tf.Tensor, seed: tf.Tensor) -> 
 def presence_log_prob(z_pres: tf.Tensor, logit: tf.Tensor) -> tf.Tensor:
     """Bernoulli log-probability of each presence value, log Bern(z_pres; sigmoid(logit)).
 
-    Not masked here: PROP multiplies it by z_pres_tm1 (spec §2.8, §7.2); for a masked slot it is ≈ 0 anyway
+    Not masked here: PROP multiplies it by z_pres_tm1 (BUILD.md O2.8, O7.2); for a masked slot it is ≈ 0 anyway
     (log(1 − 6e-39)) when z_pres = 0.
 
     Args:
@@ -125,7 +125,7 @@ def presence_log_prob(z_pres: tf.Tensor, logit: tf.Tensor) -> tf.Tensor:
 
 
 def num_steps_probs(step_logits: tf.Tensor) -> tf.Tensor:
-    """q(n), the distribution of the number of discovered objects implied by the DISC stop chain (spec §2.6).
+    """q(n), the distribution of the number of discovered objects implied by the DISC stop chain (BUILD.md O2.6).
 
     With p_k = sigmoid(ℓ_k) the per-step presence probabilities of the chain (ℓ_k already masked):
         q(n=0) = 1 − p₁,  q(n=k) = (∏_{j≤k} p_j)(1 − p_{k+1}) for 0 < k < N,  q(n=N) = ∏_{j≤N} p_j,
@@ -158,12 +158,12 @@ def num_steps_probs(step_logits: tf.Tensor) -> tf.Tensor:
 
 
 def _straight_through_clip(x: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor:
-    """Clips x in the forward pass and passes the gradient of the identity (spec §7.3)."""
+    """Clips x in the forward pass and passes the gradient of the identity (BUILD.md O7.3)."""
     return x + tf.stop_gradient(tf.clip_by_value(x, clip_min, clip_max) - x)
 
 
 def num_steps_log_prob(step_logits: tf.Tensor, num_steps: tf.Tensor) -> tf.Tensor:
-    """log q(n) of the observed number of discovered objects (spec §2.6, §7.3).
+    """log q(n) of the observed number of discovered objects (BUILD.md O2.6, O7.3).
 
     The probability from `num_steps_probs` is clipped straight-through to [1e-16, 1] before the log: the
     forward value never drops below log(1e-16) ≈ −36.8, and the backward pass is that of log(q) with q
@@ -184,7 +184,7 @@ def num_steps_log_prob(step_logits: tf.Tensor, num_steps: tf.Tensor) -> tf.Tenso
 
 
 def count_prior_log_prob(logits: tf.Tensor, num_steps: tf.Tensor) -> tf.Tensor:
-    """log p(n) under the DISC count prior, a Categorical over n ∈ {0..N} (spec §2.7, disc_prior_type "cat").
+    """log p(n) under the DISC count prior, a Categorical over n ∈ {0..N} (BUILD.md O2.7, disc_prior_type "cat").
 
     The logits come from the count-prior network (ELU(b + [t>0]·b_T + MLP(ĉ_t)) in the original); this
     function only builds the distribution and evaluates it.
@@ -201,10 +201,10 @@ def count_prior_log_prob(logits: tf.Tensor, num_steps: tf.Tensor) -> tf.Tensor:
 
 
 def expected_prop_count(prior_presence_logits: tf.Tensor) -> tf.Tensor:
-    """ĉ_t, the centred expected presence under the propagation prior (spec §2.7, §2.10 "t = 0").
+    """ĉ_t, the centred expected presence under the propagation prior (BUILD.md O2.7, O2.10 "t = 0").
 
     ĉ_t = Σ_i (sigmoid(λ_i) − 0.5) / N over the N object slots, where λ_i are the (masked) propagation-prior
-    presence logits at time t. The spec writes "/3" for the original's N = 3 slots; we divide by the number of
+    presence logits at time t. The original divides by 3, its N (BUILD.md O2.7); we divide by the number of
     slots N (the last axis), which reproduces it for N = 3 and keeps ĉ_t in [−0.5, 0.5] for any N. A slot that
     was absent at t−1 has λ = −88 and contributes −1/(2N), so ĉ_0 = −0.5 at t = 0.
 

@@ -1,6 +1,6 @@
-"""Generative priors of MLP-SQAIR and the summary of propagated objects (spec §2.7, §2.9).
+"""Generative priors of MLP-SQAIR and the summary of propagated objects (BUILD.md O2.7, O2.9).
 
-Propagated objects (spec §2.9):
+Propagated objects (BUILD.md O2.9):
 
 * `PropagationPrior`: p(z_t | z_{t−1}) per object slot, a GRU over the object's previous (z_what, z_where)
   whose output gives a Bernoulli presence logit (+10, constant; −88 for objects absent at t−1) and absolute
@@ -8,17 +8,17 @@ Propagated objects (spec §2.9):
 * `LatentSummary`: c_t = Σ_i z_pres_i · MLP(z_what_i, z_where_i), the Deep-Sets code of the propagated
   objects that conditions discovery (both the DISC RNN and the DISC where prior).
 
-Newly discovered objects (spec §2.7):
+Newly discovered objects (BUILD.md O2.7):
 
 * z_what ~ N(0, I) (no network, see `discovery_prior_log_prob`).
 * `DiscoveryWherePrior` ("RecurrentNormal"): an autoregressive Normal over the z_where of the N_disc slots,
   conditioned on [c_t, ĉ_t]. Only the previous *sample* is recurrent; the 4-unit RNN sees the same conditioned
-  state s₀ at every slot and its new state is discarded (spec §7.4).
+  state s₀ at every slot and its new state is discarded (BUILD.md O7.4).
 * `CountPrior`: Categorical logits over the number of discovered objects n ∈ {0..N},
   ELU(b + [t>0]·b_T + MLP(ĉ_t)); b_T starts at [10, 0, …, 0], so at t > 0 discovery is a priori unlikely.
 
 Layers emit tensors (locations, scales, logits); the plain functions `propagation_prior_log_prob[_parts]` and
-`discovery_prior_log_prob[_parts]` build the `tfd` distributions and apply the presence masks of spec §7.2;
+`discovery_prior_log_prob[_parts]` build the `tfd` distributions and apply the presence masks of BUILD.md O7.2;
 the `_parts` variants keep the continuous (reparameterised) and discrete (VIMCO) terms apart.
 Axis names: BK batch·particles (one leading axis inside a time step), N object slots (N_disc = Nd for
 discovery slots), D z_what size, U the prior GRU width.
@@ -35,7 +35,7 @@ from sqair_tf import presence
 
 tfd = tfp.distributions
 
-# z_where is the (s_x, s_y, t_x, t_y) logit vector of the spatial transformer (spec §2.3).
+# z_where is the (s_x, s_y, t_x, t_y) logit vector of the spatial transformer (BUILD.md O2.3).
 Z_WHERE_DIM = 4
 
 
@@ -55,7 +55,7 @@ def _check_min_std(min_std: float) -> float:
 
 
 class PropagationPrior(keras.layers.Layer):
-    """Per-object propagation prior p(z_pres, z_where, z_what | z_{t−1}) ("rnn" type, spec §2.9).
+    """Per-object propagation prior p(z_pres, z_where, z_what | z_{t−1}) ("rnn" type, BUILD.md O2.9).
 
     For every slot i, independently (slots are folded into the batch, [BK·N, ...]):
 
@@ -64,12 +64,12 @@ class PropagationPrior(keras.layers.Layer):
         λ ← mask(λ + 10, z_pres_tm1_i)       (10 is a constant, not trainable; −88 if absent at t−1)
         where_scale, what_scale = softplus(pre) + 0.01
 
-    The locations are absolute (not residuals on z_where_tm1, spec §7.7). The prior is evaluated before PROP
+    The locations are absolute (not residuals on z_where_tm1, BUILD.md O7.7). The prior is evaluated before PROP
     inference, and its new state h^P is carried with the object (for all slots; absent ones are masked in the
     log-probs, not here).
 
     Newly discovered objects start from a trainable zero-initialised vector, `initial_state`. Its U
-    parameters belong to this layer (so `count_params()` includes them), but spec §2.12 counts them under
+    parameters belong to this layer (so `count_params()` includes them), but BUILD.md O2.12 counts them under
     the "sequence" block ("initial temporal and prior GRU states (256 each)"); of this layer, the PROP block
     (1,283,583) counts only the GRU (input D+4, U units) and the Linear U → 2·D + 9.
 
@@ -160,7 +160,7 @@ class PropagationPrior(keras.layers.Layer):
 
 
 class DiscoveryWherePrior(keras.layers.Layer):
-    """Autoregressive where prior of discovered objects ("RecurrentNormal", spec §2.7, §7.4).
+    """Autoregressive where prior of discovered objects ("RecurrentNormal", BUILD.md O2.7, O7.4).
 
         s₀   = ELU(Linear_H(concat[r₀, c_t, ĉ_t]))          r₀: trainable initial RNN state (4, zero-init)
         o_k  = tanh(W_in·w_{k−1} + b_in + W_hh·s₀ + b_hh)    VanillaRNN(4); its new state is discarded
@@ -171,7 +171,7 @@ class DiscoveryWherePrior(keras.layers.Layer):
     w_{k−1} is the z_where of slot k−1: the posterior sample in training (`log_prob_of`, teacher-forced, all
     slots at once) or the prior's own sample in generation (`sample`, slot by slot).
 
-    Parameters (spec §2.12, inside the DISC block): Linear (4 + C + 1)·H + H, RNN in 4·4 + 4,
+    Parameters (BUILD.md O2.12, inside the DISC block): Linear (4 + C + 1)·H + H, RNN in 4·4 + 4,
     RNN hh H·4 + 4, readout 4·8 + 8, initial state 4, initial sample 4; 34,120 for C = 256, H = 128.
 
     Args:
@@ -201,7 +201,7 @@ class DiscoveryWherePrior(keras.layers.Layer):
         self.conditioning_layer = networks.linear(hidden_size, name="conditioning", dtype=self.dtype_policy)
         self.cell = networks.VanillaRNNCell(Z_WHERE_DIM, name="rnn", dtype=self.dtype_policy)
         # r₀, the 4-unit RNN's trainable zero-initialised initial state; in the original it enters s₀ instead
-        # of being the RNN's state (spec §2.7). Created here, outside the name scope: prefix the name.
+        # of being the RNN's state (BUILD.md O2.7). Created here, outside the name scope: prefix the name.
         self.initial_state_layer = networks.TrainableInitialState(
             Z_WHERE_DIM, name=f"{self.name}_initial_state", dtype=self.dtype_policy
         )
@@ -221,7 +221,7 @@ class DiscoveryWherePrior(keras.layers.Layer):
 
     def slot_stats(self, z_where_prev: tf.Tensor, s0: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         """Statistics of one slot given the previous slot's z_where: [M, 4], [M, H] -> (loc, scale) [M, 4]."""
-        output, _ = self.cell(z_where_prev, s0)  # [M, 4]; the new state is discarded (spec §7.4)
+        output, _ = self.cell(z_where_prev, s0)  # [M, 4]; the new state is discarded (BUILD.md O7.4)
         loc, scale_pre = tf.split(self.readout(output), 2, axis=-1)  # [M, 4] each
         return loc, tf.nn.softplus(scale_pre) + self.min_std
 
@@ -294,14 +294,14 @@ class DiscoveryWherePrior(keras.layers.Layer):
 
 
 class CountPrior(keras.layers.Layer):
-    """Logits of the Categorical prior on the number of discovered objects n ∈ {0..N} (spec §2.7).
+    """Logits of the Categorical prior on the number of discovered objects n ∈ {0..N} (BUILD.md O2.7).
 
         logits = ELU(b + [t > 0]·b_T + MLP_{1→10(ELU)→N+1}(ĉ_t))
 
     b (init 0) and b_T (init [10, 0, …, 0]) are learnable. The ELU bounds every logit below by −1, so at
     t > 0, where b_T pushes n = 0, P(n = 0) ≈ e^10 / (e^10 + N) ≈ 0.9999 at initialisation; at t = 0 the
     logits are ELU(MLP(ĉ_0)), close to uniform. The support is always {0..N} whatever was propagated.
-    Spec §2.12 counts the MLP (64 parameters for N = 3) inside DISC and b, b_T (2·(N+1)) separately.
+    BUILD.md O2.12 counts the MLP (64 parameters for N = 3) inside DISC and b, b_T (2·(N+1)) separately.
 
     Args:
       num_slots: N, the maximum number of discovered objects (3).
@@ -341,10 +341,10 @@ class CountPrior(keras.layers.Layer):
 
 
 class LatentSummary(keras.layers.Layer):
-    """c_t = Σ_i z_pres_i · MLP_{D+4→256(ELU)→256(ELU)}(concat[z_what_i, z_where_i]) (spec §2.9).
+    """c_t = Σ_i z_pres_i · MLP_{D+4→U(ELU)→U(ELU)}(concat[z_what_i, z_where_i]) (BUILD.md O2.9).
 
     A Deep-Sets sum over the N PROP outputs at time t; absent objects contribute exactly nothing. It feeds
-    the DISC RNN (inference) and the DISC where prior (generative). Spec §2.12 counts its MLP in the
+    the DISC RNN (inference) and the DISC where prior (generative). BUILD.md O2.12 counts its MLP in the
     "sequence" block, together with the two trainable 256-d initial states owned elsewhere.
 
     Args:
@@ -359,8 +359,8 @@ class LatentSummary(keras.layers.Layer):
         self.mlp = networks.MLP((hidden_size, hidden_size), name="mlp", dtype=self.dtype_policy)
 
     def call(self, z_what: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor) -> tf.Tensor:
-        codes = self.mlp(tf.concat([z_what, tf.cast(z_where, z_what.dtype)], axis=-1))  # [BK, N, 256]
-        return tf.reduce_sum(tf.cast(z_pres, codes.dtype)[..., tf.newaxis] * codes, axis=1)  # [BK, 256]
+        codes = self.mlp(tf.concat([z_what, tf.cast(z_where, z_what.dtype)], axis=-1))  # [BK, N, U]
+        return tf.reduce_sum(tf.cast(z_pres, codes.dtype)[..., tf.newaxis] * codes, axis=1)  # [BK, U]
 
 
 def diag_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
@@ -369,7 +369,7 @@ def diag_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tf.T
 
 
 class LogProbParts(NamedTuple):
-    """A log-probability split by the gradient estimator that handles each part (spec §4), both [BK].
+    """A log-probability split by the gradient estimator that handles each part (BUILD.md O4), both [BK].
 
     Attributes:
       continuous: terms of the reparameterised latents z_what, z_where (presence-masked).
@@ -386,7 +386,7 @@ def propagation_prior_log_prob_parts(
     z_pres: tf.Tensor,
     z_pres_tm1: tf.Tensor,
 ) -> LogProbParts:
-    """log p of the propagated latents under the propagation prior, masked as in spec §2.9, §7.2.
+    """log p of the propagated latents under the propagation prior, masked as in BUILD.md O2.9, O7.2.
 
         continuous = Σ_i z_pres_tm1_i·z_pres_i·(log N(z_what_i) + log N(z_where_i))
         discrete   = Σ_i z_pres_tm1_i·log Bern(z_pres_i; λ_i)
@@ -440,12 +440,12 @@ def discovery_prior_log_prob_parts(
     count_logits: tf.Tensor,
     num_steps: Optional[tf.Tensor] = None,
 ) -> LogProbParts:
-    """log p of the discovered latents under the DISC prior (spec §2.7, §7.2).
+    """log p of the discovered latents under the DISC prior (BUILD.md O2.7, O7.2).
 
         continuous = Σ_k z_pres_k·(log N(z_what_k; 0, I) + log p(z_where_k | z_where_{<k}))
         discrete   = log Cat(n; count_logits)
 
-    Evaluated on all N_disc slots (before merging/truncation, spec §2.10 item 4) and masked by DISC presence.
+    Evaluated on all N_disc slots (before merging/truncation, BUILD.md O2.10 item 4) and masked by DISC presence.
 
     Args:
       z_what: [BK, Nd, D] DISC samples.

@@ -1,4 +1,4 @@
-"""PROP: propagation of the objects of frame t−1 into frame t (paper §3, "Propagation"; spec §2.8).
+"""PROP: propagation of the objects of frame t−1 into frame t (paper §3, "Propagation"; BUILD.md O2.8).
 
 Each object present at t−1 is updated by looking at the new frame where it is expected to be: a proposal glimpse at
 its old location plus a learned offset Δ, masked by a learned soft attention over the glimpse, gives a first look
@@ -8,7 +8,7 @@ then samples a new where (a full-covariance Gaussian, residual on the old where)
 old code, the glimpse's estimate and the temporal state's estimate) and whether it is still present (a Bernoulli
 gated by its presence at t−1: once gone, never back).
 
-Which temporal state is used where (spec §7.6): the t−1 state h^T_{t−1} feeds Δ, both glimpse masks, the where
+Which temporal state is used where (BUILD.md O7.6): the t−1 state h^T_{t−1} feeds Δ, both glimpse masks, the where
 MLP and the presence MLP; the GRU is updated inside the what step, and its new state drives the what gates and is
 what the object carries to t+1.
 """
@@ -29,11 +29,11 @@ tfd = tfp.distributions
 
 
 class PropagationCore(keras.layers.Layer):
-    """The PROP inference networks (spec §2.8) and the loop over the N slots.
+    """The PROP inference networks (BUILD.md O2.8) and the loop over the N slots.
 
     Args:
       config: a `ModelConfig`.
-      glimpse_encoder: the `GlimpseEncoder` shared with DISC (spec §7.12).
+      glimpse_encoder: the `GlimpseEncoder` shared with DISC (BUILD.md O7.12).
       glimpse_mask: the `GlimpseMask` (part of the shared glimpse encoder in the original's inventory).
 
     Sublayers: Δ MLP (256 → 128 → 4), relation VanillaRNN(256) with trainable initial state, where MLP
@@ -54,7 +54,7 @@ class PropagationCore(keras.layers.Layer):
         self.where_std_bias = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(config.where_std_bias_init), name="where_std_bias")
         # Free entries of the lower-triangular L in scale_tril = diag(std)·(I + L); Glorot-uniform on a 1-D shape
-        # (fan_in = fan_out = 10), as the original's `tf.get_variable` default (spec §2.2, §2.8).
+        # (fan_in = fan_out = 10), as the original's `tf.get_variable` default (BUILD.md O2.2, O2.8).
         self.where_cholesky = self.add_weight(shape=(10,), initializer="glorot_uniform", name="where_cholesky")
         self.temporal_rnn = networks.GRUCell(h, name="temporal_rnn")
         self.temporal_gaussian = networks.linear(2 * d, name="temporal_gaussian")
@@ -63,7 +63,7 @@ class PropagationCore(keras.layers.Layer):
                                          output_bias_init=config.prop_presence_bias, name="presence_mlp")
 
     def where_scale_tril(self, where_scale):
-        """scale_tril = diag(std)·(I + L) [..., 4, 4] from the per-object std [..., 4] (spec §2.8 step 3)."""
+        """scale_tril = diag(std)·(I + L) [..., 4, 4] from the per-object std [..., 4] (BUILD.md O2.8 step 3)."""
         lower = tfp.math.fill_triangular(self.where_cholesky)  # [4, 4]
         return where_scale[..., :, None] * (tf.eye(4, dtype=where_scale.dtype) + lower)
 
@@ -73,15 +73,15 @@ class PropagationCore(keras.layers.Layer):
         Args:
           image: [B, H, W, C] the frame x_t of each sequence, shared by its K particles (rows b·K … b·K + K − 1).
           z_what_tm1: [BK, N, D]; z_where_tm1: [BK, N, 4]; z_pres_tm1: [BK, N]; the objects at t−1.
-          temporal_state_tm1: [BK, N, 256] their temporal GRU states.
+          temporal_state_tm1: [BK, N, U] their temporal GRU states.
           seed: int32 [2] stateless seed.
 
         Returns:
           A dict of per-slot tensors, slot axis second:
             z_what, what_loc, what_scale [BK, N, D]; z_where, where_loc, where_scale [BK, N, 4] (where_scale is the
             diagonal std before the shared factor (I + L)); z_pres, presence_logit (masked), presence_prob [BK, N];
-            temporal_state [BK, N, 256];
-          and per-example terms (spec §2.8)
+            temporal_state [BK, N, U];
+          and per-example terms (BUILD.md O2.8)
             log_q_continuous [BK] = Σ_i z_pres_tm1·z_pres·(log q(z_what_i) + log q(z_where_i)),
             log_q_discrete [BK] = Σ_i z_pres_tm1·log q(z_pres_i).
         """
@@ -97,8 +97,8 @@ class PropagationCore(keras.layers.Layer):
 
         z_what_prev = tf.zeros([batch, cfg.z_what_dim], z_where_tm1.dtype)  # Latents at t of the previous slot.
         z_where_prev = tf.zeros([batch, 4], z_where_tm1.dtype)
-        z_pres_prev = tf.zeros([batch, 1], z_where_tm1.dtype)  # The first slot sees "previous present" = 0 (§7.10).
-        relation_state = self.relation_rnn.initial_state(batch)  # [BK, 256]
+        z_pres_prev = tf.zeros([batch, 1], z_where_tm1.dtype)  # First slot: "previous present" = 0 (BUILD.md O7.10).
+        relation_state = self.relation_rnn.initial_state(batch)  # [BK, U]
         # Per-slot views, split once: one unstack (whose gradient is one stack) instead of a strided slice, and
         # its gradient, per slot and tensor.
         per_slot = zip(tf.unstack(z_what_tm1, axis=1), tf.unstack(z_where_tm1, axis=1),
@@ -106,14 +106,14 @@ class PropagationCore(keras.layers.Layer):
                        tf.unstack(proposal_what, axis=1), tf.unstack(mask, axis=1), tfp.random.split_seed(seed, n))
         slots = []
         for what_tm1, where_tm1, pres_tm1, temporal_tm1, proposal_what_i, mask_i, seed_i in per_slot:
-            # [BK, D], [BK, 4], [BK, 1], [BK, 256], [BK, D], [BK, G, G, 1]
+            # [BK, D], [BK, 4], [BK, 1], [BK, U], [BK, D], [BK, G, G, 1]
             seed_where, seed_what, seed_pres = tfp.random.split_seed(seed_i, 3)
             rnn_input = tf.concat([proposal_what_i, z_what_prev, z_where_prev, z_pres_prev,
-                                   what_tm1, where_tm1, pres_tm1, temporal_tm1], axis=-1)  # [BK, 416]
-            relation, relation_state = self.relation_rnn(rnn_input, relation_state)  # [BK, 256]
+                                   what_tm1, where_tm1, pres_tm1, temporal_tm1], axis=-1)  # [BK, 3·D + 2·(4 + 1) + U]
+            relation, relation_state = self.relation_rnn(rnn_input, relation_state)  # [BK, U]
 
             where_stats = self.where_mlp(tf.concat([relation, where_tm1, temporal_tm1], axis=-1))  # [BK, 8]
-            where_loc = where_tm1 + where_stats[:, :4]  # Residual on the old where (spec §7.7).
+            where_loc = where_tm1 + where_stats[:, :4]  # Residual on the old where (BUILD.md O7.7).
             where_scale = tf.nn.softplus(where_stats[:, 4:] + self.where_std_bias + cfg.prop_where_std_offset)
             where_scale = where_scale + cfg.min_std  # [BK, 4]
             scale_tril = self.where_scale_tril(where_scale)  # [BK, 4, 4]
@@ -123,7 +123,7 @@ class PropagationCore(keras.layers.Layer):
             glimpse = spatial_transformer.extract_glimpses_shared(image, z_where, g)  # [BK, G, G, C]
             glimpse_loc, glimpse_scale = self.glimpse_encoder(glimpse, mask_i)  # [BK, D] each
             temporal, _ = self.temporal_rnn(
-                tf.concat([relation, z_where, glimpse_loc, glimpse_scale], axis=-1), temporal_tm1)  # [BK, 256]
+                tf.concat([relation, z_where, glimpse_loc, glimpse_scale], axis=-1), temporal_tm1)  # [BK, U]
             temporal_stats = self.temporal_gaussian(temporal)  # [BK, 2D]
             temporal_loc = temporal_stats[:, :cfg.z_what_dim]
             temporal_scale = tf.nn.softplus(temporal_stats[:, cfg.z_what_dim:]) + cfg.min_std

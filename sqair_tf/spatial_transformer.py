@@ -1,7 +1,7 @@
 """Spatial transformer for SQAIR: glimpse extraction, glimpse rendering and box conversion.
 
 SQAIR (like AIR) reads an object through a differentiable crop (the "forward" spatial transformer) and writes a
-decoded glimpse back into the canvas through the inverse crop (spec §2.3, paper §2). The transform has no
+decoded glimpse back into the canvas through the inverse crop (BUILD.md O2.3, paper §2). The transform has no
 shear or rotation: per axis, a normalised coordinate u of the output grid maps to the normalised source
 coordinate s·u + t. Because the map is axis-aligned, bilinear sampling is *separable*:
 
@@ -13,7 +13,7 @@ replace the gather/scatter of a general resampler, which is faster in both direc
 (see /work/shared/docs/stack_notes.md, "Spatial transformer").
 
 Conventions (those of the original code, Sonnet's `AffineGridWarper` + `tf.contrib.resampler`):
-  * `z_where` holds *logits* ordered (s_x, s_y, t_x, t_y); scale = sigmoid, shift = tanh (§2.3). x is the
+  * `z_where` holds *logits* ordered (s_x, s_y, t_x, t_y); scale = sigmoid, shift = tanh (BUILD.md O2.3). x is the
     width/column axis, y the height/row axis.
   * The output grid is `linspace(-1, 1, n)` per axis; a normalised coordinate c maps to pixel index
     (c + 1)·(n_src − 1)/2 of the source, i.e. ±1 are the centres of the first/last pixel.
@@ -21,9 +21,9 @@ Conventions (those of the original code, Sonnet's `AffineGridWarper` + `tf.contr
 
 Every function accepts arbitrary leading batch axes ("...", in the model this is the flat `BK` axis or
 `[BK, N]`); the leading axes of the pixels and of `z_where` broadcast, so N glimpses can be read from one
-image without tiling it (images [BK, 1, H, W, C], z_where [BK, N, 4]). Every function works in float32 and float64 (the dtype of the image/glimpse tensor; `z_where` must match), is
-differentiable w.r.t. both the pixels and `z_where`, and runs under `jit_compile=True`. Spatial sizes must be
-static.
+image without tiling it (images [BK, 1, H, W, C], z_where [BK, N, 4]). Every function works in float32 and
+float64 (the dtype of the image/glimpse tensor; `z_where` must match), is differentiable w.r.t. both the pixels and
+`z_where`, and runs under `jit_compile=True`. Spatial sizes must be static.
 
 One difference from `tf.contrib.resampler`: at a source coordinate that falls *exactly* on a pixel centre the
 relu kernel has a kink, and TF's sub-gradients of `abs`/`relu` there give a zero derivative w.r.t. the
@@ -36,12 +36,12 @@ from typing import Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-# Scales are floored here (spec §2.3) so that rendering, which divides by the scale, stays finite.
+# Scales are floored here (BUILD.md O2.3) so that rendering, which divides by the scale, stays finite.
 MIN_SCALE = 1e-4
 
 
 def where_to_transform(z_where_logits: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Converts z_where logits to transformer scale and shift (spec §2.3).
+    """Converts z_where logits to transformer scale and shift (BUILD.md O2.3).
 
     Args:
       z_where_logits: [..., 4] logits ordered (s_x, s_y, t_x, t_y).
@@ -117,7 +117,7 @@ def _check_inputs(pixels: tf.Tensor, z_where: tf.Tensor, what: str) -> Tuple[tf.
 
 
 def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -> tf.Tensor:
-    """Reads a G×G glimpse from each image at the box given by `z_where` (forward transformer, spec §2.3).
+    """Reads a G×G glimpse from each image at the box given by `z_where` (forward transformer, BUILD.md O2.3).
 
     Glimpse pixel (i, j), with grid coordinates (u_y[i], u_x[j]) ∈ [−1, 1]², is the bilinear sample of the
     image at normalised (s_x·u_x + t_x, s_y·u_y + t_y), zero outside the image.
@@ -183,7 +183,7 @@ def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size:
 def render_glimpses(
     glimpses: tf.Tensor, z_where: tf.Tensor, image_size: Sequence[int]
 ) -> tf.Tensor:
-    """Writes each glimpse into an H×W canvas at the box given by `z_where` (inverse transformer, spec §2.3).
+    """Writes each glimpse into an H×W canvas at the box given by `z_where` (inverse transformer, BUILD.md O2.3).
 
     Canvas pixel (v_y, v_x), with grid coordinates in [−1, 1]², is the bilinear sample of the glimpse at
     normalised ((v_x − t_x)/s_x, (v_y − t_y)/s_y), zero outside the glimpse. This is the exact inverse of
@@ -234,7 +234,7 @@ def render_kernels(
 
 
 def boxes_from_where(z_where: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
-    """Pixel bounding boxes of the glimpses, for drawing (the original's `stn_to_pixel_coords`, spec §2.3).
+    """Pixel bounding boxes of the glimpses, for drawing (the original's `stn_to_pixel_coords`, BUILD.md O2.3).
 
     Per axis with n source pixels: box size = (n + 1)·s and top-left = 0.5·(n − 1)·(t − s + 1). The top-left
     is the centre of the first sampled pixel; the sampled centres span only (n − 1)·s, so the box reaches 2·s

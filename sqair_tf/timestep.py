@@ -1,9 +1,9 @@
-"""One SQAIR time step: propagate, discover, merge, render, weigh (paper §3, Algorithm 1; spec §2.11).
+"""One SQAIR time step: propagate, discover, merge, render, weigh (paper §3, Algorithm 1; BUILD.md O2.11).
 
 `SQAIRCell` owns every network of the model and offers two step functions over the same object state:
 
 * `inference_step(image, state, t, seed[, image_features])`: the posterior step used for training and
-  evaluation. Order (spec §2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated
+  evaluation. Order (BUILD.md O2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated
   objects and the expected count ĉ_t; DISC inference and the DISC priors; merge (present first, truncate to N,
   ids); decode; the per-step log weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t,
   z_{t−1}).
@@ -32,7 +32,7 @@ tfd = tfp.distributions
 
 
 class ObjectState(NamedTuple):
-    """The N object slots carried from t−1 to t (present objects first, spec §2.10).
+    """The N object slots carried from t−1 to t (present objects first, BUILD.md O2.10).
 
     Attributes:
       z_what: [BK, N, D]; z_where: [BK, N, 4] (logits s_x, s_y, t_x, t_y); z_pres: [BK, N] in {0, 1}.
@@ -73,14 +73,14 @@ class SQAIRCell(keras.layers.Layer):
     Args:
       config: a `ModelConfig`.
       mean_image: optional [H, W, C] initial value of the learnable mean image (the per-pixel mean of the training
-        frames in the original, spec §2.4); zeros if None.
+        frames in the original, BUILD.md O2.4); zeros if None.
     """
 
     def __init__(self, config, mean_image=None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         h, d, g, c = config.hidden_size, config.z_what_dim, config.glimpse_size, config.image_shape[2]
-        # Shared by DISC and PROP (spec §7.12).
+        # Shared by DISC and PROP (BUILD.md O7.12).
         self.glimpse_encoder = glimpse_lib.GlimpseEncoder(g, c, d, (h, h), config.min_std, name="glimpse_encoder")
         self.glimpse_mask = glimpse_lib.GlimpseMask(g, (config.small_hidden_size,), config.mask_bias_init,
                                                     name="glimpse_mask")
@@ -102,7 +102,7 @@ class SQAIRCell(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------------------------------------
     def initial_state(self, batch_size) -> ObjectState:
-        """No objects before the first frame (spec §2.10: t = 0 sees all-zero latents with z_pres = 0)."""
+        """No objects before the first frame (BUILD.md O2.10: t = 0 sees all-zero latents with z_pres = 0)."""
         cfg = self.config
         n = cfg.num_slots
         return ObjectState(
@@ -120,7 +120,7 @@ class SQAIRCell(keras.layers.Layer):
         return tf.tile(state[:, None], [1, self.config.num_slots, 1])
 
     def _decode(self, objects):
-        """Glimpses [BK, N, G, G, C] and canvas [BK, H, W, C] of the merged objects (spec §2.4)."""
+        """Glimpses [BK, N, G, G, C] and canvas [BK, H, W, C] of the merged objects (BUILD.md O2.4)."""
         glimpses = self.decoder(objects["z_what"])  # [BK, N, G, G, C]
         canvas = self.renderer(glimpses, objects["z_where"], objects["z_pres"])  # [BK, H, W, C]
         return glimpses, canvas
@@ -147,15 +147,15 @@ class SQAIRCell(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------------------------------------
     def inference_step(self, image, state: ObjectState, t, seed, image_features=None):
-        """One posterior step (spec §2.11).
+        """One posterior step (BUILD.md O2.11).
 
         Args:
           image: [B, H, W, C] the frame x_t of each sequence, shared by its K particles: the state's rows
             b·K … b·K + K − 1 (BUILD.md, axis vocabulary); K = BK / B (1 when the frames are already tiled).
-          image_features: optional [BK, 256] DISC image features of each particle's frame; the sequence unroll
+          image_features: optional [BK, U] DISC image features of each particle's frame; the sequence unroll
             computes them for all frames at once (computed here when None).
           state: the `ObjectState` at t−1.
-          t: scalar int32 time index (the count prior's t > 0 bias, spec §2.7).
+          t: scalar int32 time index (the count prior's t > 0 bias, BUILD.md O2.7).
           seed: int32 [2].
 
         Returns:
@@ -173,12 +173,12 @@ class SQAIRCell(keras.layers.Layer):
             prior, prop["z_what"], prop["z_where"], prop["z_pres"], state.z_pres)
 
         # 3. What DISC is conditioned on: c_t (inference and where prior) and ĉ_t (priors).
-        summary = self.latent_summary(prop["z_what"], prop["z_where"], prop["z_pres"])  # [BK, 256]
+        summary = self.latent_summary(prop["z_what"], prop["z_where"], prop["z_pres"])  # [BK, U]
         expected_count = presence_lib.expected_prop_count(prior["presence_logit"])  # [BK, 1]
 
         # 4. DISC inference and the DISC priors.
         if image_features is None:
-            image_features = _per_particle(self.discovery.encode_images(image), batch)  # [BK, 256]
+            image_features = _per_particle(self.discovery.encode_images(image), batch)  # [BK, U]
         disc = self.discovery(image, image_features, summary, seed_disc)
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
@@ -198,7 +198,7 @@ class SQAIRCell(keras.layers.Layer):
         log_likelihood = tf.reshape(tf.reduce_sum(  # [B, K, H, W, C] against the shared frame [B, 1, H, W, C]
             tfd.Normal(canvas, cfg.output_std).log_prob(image[:, None]), axis=[2, 3, 4]), [batch])  # [BK]
 
-        # 7. The per-step log weight. Truncated DISC objects keep their terms (spec §2.10 step 4, §7.1).
+        # 7. The per-step log weight. Truncated DISC objects keep their terms (BUILD.md O2.10 step 4, O7.1).
         outputs.update(
             log_likelihood=log_likelihood,
             log_p_continuous=prop_log_p.continuous + disc_log_p.continuous,
@@ -226,7 +226,7 @@ class SQAIRCell(keras.layers.Layer):
             z_pres=prop_pres, presence_prob=tf.sigmoid(prior["presence_logit"]),
             prior_state=prior["prior_state"], temporal_state=state.temporal_state)
 
-        summary = self.latent_summary(propagated["z_what"], propagated["z_where"], prop_pres)  # [BK, 256]
+        summary = self.latent_summary(propagated["z_what"], propagated["z_where"], prop_pres)  # [BK, U]
         expected_count = presence_lib.expected_prop_count(prior["presence_logit"])  # [BK, 1]
         count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
         num_new = tfd.Categorical(logits=count_logits).sample(seed=seeds[3])  # [BK]

@@ -54,7 +54,7 @@ class GlimpseEncoderTest(tf.test.TestCase):
         self.assertEqual(loc.shape, (2, 3, 50))
         self.assertEqual(scale.shape, (2, 3, 50))
         self.assertGreater(float(tf.reduce_min(scale)), 0.01)
-        self.assertEqual(enc.count_params(), 400 * 256 + 256 + 256 * 256 + 256 + 256 * 100 + 100)  # §2.12
+        self.assertEqual(enc.count_params(), 400 * 256 + 256 + 256 * 256 + 256 + 256 * 100 + 100)  # BUILD.md O2.12
 
     def test_wrong_glimpse_shape_raises(self):
         enc = glimpse.GlimpseEncoder(glimpse_size=4, z_what_dim=2, hidden_sizes=(3,))
@@ -76,7 +76,7 @@ class GlimpseMaskTest(tf.test.TestCase):
     def test_parameter_count(self):
         mask = glimpse.GlimpseMask()
         mask(tf.zeros((1, 256)))
-        self.assertEqual(mask.count_params(), 256 * 128 + 128 + 128 * 400 + 400)  # spec §2.12
+        self.assertEqual(mask.count_params(), 256 * 128 + 128 + 128 * 400 + 400)  # BUILD.md O2.12
 
 
 class GlimpseDecoderTest(tf.test.TestCase):
@@ -99,7 +99,7 @@ class GlimpseDecoderTest(tf.test.TestCase):
         self.assertGreater(float(tf.reduce_max(tf.abs(out))), 1.0)
 
     def test_decoder_block_parameter_count(self):
-        # Spec §2.12: MLP 50→256→256→400, output_scale and the 50×50×1 mean image = 184,149.
+        # BUILD.md O2.12: MLP 50→256→256→400, output_scale and the 50×50×1 mean image = 184,149.
         dec = glimpse.GlimpseDecoder()
         renderer = glimpse.Renderer()
         glimpses = dec(tf.zeros((2, 3, 50)))

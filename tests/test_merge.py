@@ -7,7 +7,7 @@ from sqair_tf import merge
 
 
 def _merge_reference(propagated, discovered, object_ids_tm1, last_used_id):
-    """Slow per-sequence Python version of spec §2.10, written independently of the vectorised code."""
+    """Slow per-sequence Python version of BUILD.md O2.10, written independently of the vectorised code."""
     num_rows, num_slots = propagated["z_pres"].shape
     num_disc = discovered["z_pres"].shape[1]
     merged = {key: np.zeros((num_rows, num_slots) + value.shape[2:], value.dtype)

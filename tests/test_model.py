@@ -92,7 +92,7 @@ def test_same_seed_same_pass_other_seed_other_samples(debug_model):
 
 
 def test_absent_objects_contribute_nothing_to_log_probs(debug_model):
-    """Spec §7.2: whatever absent slots hold, the log-probs of a step do not change."""
+    """BUILD.md O7.2: whatever absent slots hold, the log-probs of a step do not change."""
     cell = debug_model.cell
     bk, n = 4, DEBUG.num_slots
     image = _frames(bk, 1)[:, 0]
@@ -144,7 +144,7 @@ def test_forward_backward_compiles_under_jit(debug_model):
     loss, grads = loss_and_grads(frames, SEED)
     assert np.isfinite(loss.numpy())
     missing = [v.path for v, g in zip(debug_model.trainable_variables, grads) if g is None]
-    assert not missing, missing  # Every variable gets a gradient, as the original asserts (spec §4).
+    assert not missing, missing  # Every variable gets a gradient, as the original asserts (BUILD.md O4).
     assert all(np.all(np.isfinite(g.numpy())) for g in grads)
 
 

@@ -1,4 +1,4 @@
-"""Statistics and ground truth of the moving multi-MNIST generator (spec §1)."""
+"""Statistics and ground truth of the moving multi-MNIST generator (BUILD.md O1)."""
 
 import dataclasses
 

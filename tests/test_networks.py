@@ -108,7 +108,7 @@ class VanillaRNNCellTest(tf.test.TestCase):
     def test_parameter_count_and_initial_state(self):
         cell = networks.VanillaRNNCell(256)
         cell(tf.zeros((2, 567)), cell.initial_state(2))
-        self.assertEqual(cell.count_params(), 567 * 256 + 256 + 256 * 256 + 256)  # spec §2.12 DISC RNN
+        self.assertEqual(cell.count_params(), 567 * 256 + 256 + 256 * 256 + 256)  # BUILD.md O2.12 DISC RNN
         self.assertAllEqual(cell.initial_state(3), np.zeros((3, 256)))
         owned = networks.VanillaRNNCell(256, use_trainable_initial_state=True)
         owned(tf.zeros((2, 416)), owned.initial_state(2))

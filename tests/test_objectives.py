@@ -1,4 +1,4 @@
-"""Tests for sqair_tf/objectives.py against extended-precision NumPy references (conventions 13b).
+"""Tests for sqair_tf/objectives.py against extended-precision NumPy references.
 
 The reference uses np.longdouble (80-bit extended on x86, 64-bit mantissa; "float128" in NumPy's naming) and
 derives the VIMCO surrogate's gradients analytically, as TFP's CsiszarVIMCOTest does:

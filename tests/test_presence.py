@@ -13,7 +13,7 @@ def _sigmoid(x):
 
 
 def _num_steps_probs_reference(step_logits):
-    """Slow float64 NumPy q(n) from the stop-chain formula of spec §2.6, one row at a time."""
+    """Slow float64 NumPy q(n) from the stop-chain formula of BUILD.md O2.6, one row at a time."""
     step_logits = np.asarray(step_logits, np.float64)
     num_rows, num_steps = step_logits.shape
     probs = np.zeros([num_rows, num_steps + 1])
@@ -31,7 +31,7 @@ def _num_steps_probs_reference(step_logits):
 def _sample_chain(step_logits, seed):
     """Runs the DISC stop chain over the columns of `step_logits` [BK, N] with `presence_step`.
 
-    Returns the samples and the masked logits, both [BK, N]. The gate of step 1 is 1 (spec §2.6: the initial
+    Returns the samples and the masked logits, both [BK, N]. The gate of step 1 is 1 (BUILD.md O2.6: the initial
     DISC state has z_pres = 1); the gate of step k is the sample of step k − 1.
     """
     num_steps = step_logits.shape[1]
@@ -253,7 +253,7 @@ class CountPriorTest(tf.test.TestCase):
                             expected, rtol=1e-5)
 
     def test_expected_prop_count_hand_built(self):
-        # All slots absent at t − 1 (masked to −88): each contributes −1/6, so ĉ_0 = −0.5 (spec §2.10).
+        # All slots absent at t − 1 (masked to −88): each contributes −1/6, so ĉ_0 = −0.5 (BUILD.md O2.10).
         self.assertAllClose(presence.expected_prop_count(tf.fill([2, 3], -88.0)), [[-0.5], [-0.5]])
         # σ(0) − 0.5 = 0, σ(88) − 0.5 = 0.5, σ(−88) − 0.5 = −0.5 → 0.
         self.assertAllClose(presence.expected_prop_count(tf.constant([[0.0, 88.0, -88.0]])), [[0.0]])

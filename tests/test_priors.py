@@ -41,7 +41,7 @@ def _np_mlp(mlp, x):
 
 
 def _np_gru(cell, x, h):
-    """Sonnet GRU from the spec §2.2 equations (reset before the recurrent matmul)."""
+    """Sonnet GRU from the BUILD.md O2.2 equations (reset before the recurrent matmul)."""
     w = {name: getattr(cell, name).numpy() for name in ("w_z", "w_r", "w_h", "u_z", "u_r", "u_h",
                                                           "b_z", "b_r", "b_h")}
     z = _sigmoid(x @ w["w_z"] + h @ w["u_z"] + w["b_z"])
@@ -116,11 +116,11 @@ class PropagationPriorTest(tf.test.TestCase):
         self.assertEqual(out["where_scale"].shape, (2, 3, 4))
         self.assertEqual(out["presence_logit"].shape, (2, 3))
         self.assertEqual(out["prior_state"].shape, (2, 3, 256))
-        # Spec §2.12 PROP: prior GRU (input 54, 256 units) + prior Linear 256 → 109.
+        # BUILD.md O2.12 PROP: prior GRU (input 54, 256 units) + prior Linear 256 → 109.
         self.assertEqual(layer.cell.count_params(), _gru_params(54, 256))
         self.assertEqual(layer.cell.count_params(), 238_848)
         self.assertEqual(layer.readout.count_params(), 28_013)
-        # The trainable initial prior state (256) is counted in the spec's "sequence" block.
+        # The trainable initial prior state (256) is counted in the "sequence" block of BUILD.md O2.12.
         self.assertEqual(layer.initial_state_layer.count_params(), 256)
         self.assertEqual(layer.count_params(), 238_848 + 28_013 + 256)
 
@@ -208,7 +208,7 @@ class PropagationPriorLogProbTest(tf.test.TestCase):
 class DiscoveryWherePriorTest(tf.test.TestCase):
 
     def _np_stats(self, layer, z_where, c, c_hat):
-        """Slow NumPy reference of spec §2.7, slot by slot (the RNN always sees s₀; its state is dropped)."""
+        """Slow NumPy reference of BUILD.md O2.7, slot by slot (the RNN always sees s₀; its state is dropped)."""
         r0 = layer.initial_state_layer.state.numpy()
         cell = layer.cell
         locs, scales = [], []
@@ -234,7 +234,7 @@ class DiscoveryWherePriorTest(tf.test.TestCase):
         self.assertEqual(z_where.shape, (2, 3, 4))
         self.assertEqual(loc.shape, (2, 3, 4))
         self.assertEqual(scale.shape, (2, 3, 4))
-        # Spec §2.12: Linear 261→128, VanillaRNN(4) in 4→4 and hh 128→4, readout 4→8, init state 4,
+        # BUILD.md O2.12: Linear 261→128, VanillaRNN(4) in 4→4 and hh 128→4, readout 4→8, init state 4,
         # init sample 4. Cross-check: the DISC block's 1,403,398 minus all its other listed parts (image
         # encoder 706,048, glimpse encoder 194,148, mask 84,496, where MLP 133,641, presence MLP 39,425,
         # RNN 211,200, initial state 256, count MLP 64) leaves exactly 34,120.
@@ -263,7 +263,7 @@ class DiscoveryWherePriorTest(tf.test.TestCase):
         default.readout.kernel.assign(tf.zeros_like(default.readout.kernel))
         _, loc, scale = default.sample(tf.ones((1, 2)), tf.ones((1, 1)), _SEED)
         self.assertAllClose(loc[0, 0], [-2.0, -2.0, 0.0, 0.0])
-        self.assertAllClose(scale[0, 0], np.full(4, 1.3233), atol=1e-4)  # spec: initial std ≈ 1.32
+        self.assertAllClose(scale[0, 0], np.full(4, 1.3233), atol=1e-4)  # BUILD.md O2.7: initial std ≈ 1.32
 
     def test_teacher_forced_stats_match_numpy_reference(self):
         bk, nd, c_size = 3, 4, 6
@@ -366,7 +366,7 @@ class CountPriorTest(tf.test.TestCase):
         layer = priors.CountPrior()  # N = 3
         self.assertEqual(layer(tf.zeros((2, 1)), t=0).shape, (2, 4))
         self.assertEqual(layer.mlp.count_params(), _dense_params(1, 10) + _dense_params(10, 4))  # 64, in DISC
-        self.assertEqual(layer.count_params(), 64 + 8)  # b, b_T: the spec's separate 4 + 4
+        self.assertEqual(layer.count_params(), 64 + 8)  # b, b_T: BUILD.md O2.12's separate 4 + 4
         self.assertAllEqual(layer.bias, np.zeros(4))
         self.assertAllEqual(layer.later_step_bias, [10.0, 0.0, 0.0, 0.0])
 
@@ -383,7 +383,7 @@ class CountPriorTest(tf.test.TestCase):
         probs_first = tf.nn.softmax(first).numpy()
         probs_later = tf.nn.softmax(later).numpy()
         # t = 0: close to uniform over {0..3} (the bound holds for this seed; the NumPy check above is the
-        # exact one); t > 0: P(n = 0) ≈ 0.9999 (spec §2.7).
+        # exact one); t > 0: P(n = 0) ≈ 0.9999 (BUILD.md O2.7).
         self.assertAllClose(probs_first, np.full((4, 4), 0.25), atol=0.15)
         self.assertAllGreater(probs_later[:, 0], 0.999)
 
@@ -415,7 +415,7 @@ class LatentSummaryTest(tf.test.TestCase):
         layer = priors.LatentSummary()
         c = layer(tf.zeros((2, 3, 50)), tf.zeros((2, 3, 4)), tf.ones((2, 3)))
         self.assertEqual(c.shape, (2, 256))
-        # Spec §2.12 "sequence" block 80,384 = this MLP + the initial temporal and prior states (2 × 256).
+        # BUILD.md O2.12 "sequence" block 80,384 = this MLP + the initial temporal and prior states (2 × 256).
         self.assertEqual(layer.count_params(), _dense_params(54, 256) + _dense_params(256, 256))
         self.assertEqual(layer.count_params(), 80_384 - 512)
 

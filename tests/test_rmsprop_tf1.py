@@ -1,4 +1,4 @@
-"""Tests for trainers/rmsprop_tf1.py: TF1 RMSProp semantics against a float64 NumPy reference (spec §5)."""
+"""Tests for trainers/rmsprop_tf1.py: TF1 RMSProp semantics against a float64 NumPy reference (BUILD.md O5)."""
 
 import os
 import subprocess

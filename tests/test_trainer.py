@@ -223,7 +223,7 @@ def test_paper_preset_is_the_spec_recipe():
     assert (paper.optimizer, paper.learning_rate, paper.lr_boundaries, paper.lr_decay) == (
         "rmsprop_tf1", 1e-5, (400_000, 1_000_000), 1 / 3)
     assert (paper.batch_size, paper.num_particles, paper.vimco_signal) == (32, 5, "paper")
-    # Curriculum (spec §5): 3 frames for steps 0–99,999, then +1 every 100k, 10 from step 700,000.
+    # Curriculum (BUILD.md O5): 3 frames for steps 0–99,999, then +1 every 100k, 10 from step 700,000.
     assert [paper.seq_len(s) for s in (0, 99_999, 100_000, 699_999, 700_000, 2_000_000)] == [3, 3, 4, 9, 10, 10]
     assert isinstance(trainer_lib.make_optimizer(paper), trainer_lib.rmsprop_tf1.RMSPropTF1)
     schedule = trainer_lib.make_learning_rate(paper)

@@ -6,7 +6,7 @@ protocol (its Appendix D) was not available, so the choices are ours:
 
 - Representation of a frame: the highest-weight particle's latents of the N slots, concatenated in slot order,
   each slot as [z_pres · z_what (D), z_pres (1)] → a vector of N·(D + 1). Slots are ordered as the model orders
-  them (present objects first, propagated ones in their previous order, spec §2.10), so the concatenation is
+  them (present objects first, propagated ones in their previous order, BUILD.md O2.10), so the concatenation is
   stable over time; absent slots contribute zeros.
 - Target: Σ labels of the digits visible in the frame (0 when none is).
 - Classifier: an MLP with two hidden layers of 256 ReLU units, Adam (1e-3), 30 epochs, batch 256, seeded.

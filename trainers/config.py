@@ -1,6 +1,6 @@
 """Typed, frozen training configuration with the `paper`, `fast`, `demo` and `debug` presets.
 
-`paper` is the authors' recipe (spec §5) exactly. `fast` is this project's recipe for learning to count quickly on
+`paper` is the authors' recipe (BUILD.md O5) exactly. `fast` is this project's recipe for learning to count quickly on
 a 2-core CPU; it keeps the `paper` model and objective and changes only the optimiser, batch and curriculum pace
 (each choice documented at the preset). `demo` is what `make demo` trains in a few minutes; `debug` is for tests.
 
@@ -28,7 +28,7 @@ RESUMABLE_FIELDS = frozenset({
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on (defaults = the `paper` preset, spec §4–§5).
+    """Everything a training run depends on (defaults = the `paper` preset, BUILD.md O4–O5).
 
     Attributes:
       model: the architecture (`sqair_tf.config.ModelConfig`).
@@ -39,11 +39,11 @@ class TrainConfig:
       optimizer: 'rmsprop_tf1' (TF1 RMSProp semantics, ms slot starts at 1, ε = 1e-10) or 'adam'.
       learning_rate: initial learning rate.
       lr_boundaries: steps at which the learning rate is multiplied by `lr_decay`.
-      lr_decay: factor applied at each boundary (1/3: spec §5 `--schedule 4,6,10`).
+      lr_decay: factor applied at each boundary (1/3: BUILD.md O5 `--schedule 4,6,10`).
       momentum: RMSProp momentum (0.9).
       rms_decay: RMSProp decay ρ (0.9).
-      curriculum_start: training sequence length L at step 0 (spec §5: 3).
-      curriculum_stage_steps: L grows by one every this many steps (spec §5: 100,000).
+      curriculum_start: training sequence length L at step 0 (BUILD.md O5: 3).
+      curriculum_stage_steps: L grows by one every this many steps (BUILD.md O5: 100,000).
       max_seq_len: L stops growing here (also capped by the data's length).
       total_steps: training steps of the run.
       steps_per_loop: steps per compiled loop call (metrics and the curriculum update between calls).
@@ -104,7 +104,7 @@ class TrainConfig:
             raise ValueError(f"curriculum_start ({self.curriculum_start}) exceeds max_seq_len ({self.max_seq_len})")
 
     def seq_len(self, step, data_len=None):
-        """The curriculum's sequence length L at `step` (spec §5): start + ⌊step / stage⌋, capped."""
+        """The curriculum's sequence length L at `step` (BUILD.md O5): start + ⌊step / stage⌋, capped."""
         cap = self.max_seq_len if data_len is None else min(self.max_seq_len, data_len)
         return min(self.curriculum_start + step // self.curriculum_stage_steps, cap)
 
@@ -217,7 +217,7 @@ def _flatten(values, prefix=""):
 _PAPER = TrainConfig()
 
 PRESETS = {
-    # Spec §5 exactly: RMSProp (TF1 semantics) lr 1e-5 ÷3 at 400k and 1M, batch 32, K = 5, curriculum 3 → 10
+    # BUILD.md O5 exactly: RMSProp (TF1 semantics) lr 1e-5 ÷3 at 400k and 1M, batch 32, K = 5, curriculum 3 → 10
     # frames (+1 every 100k steps), 2M steps, VIMCO with the original's learning signal, no clipping.
     "paper": _PAPER,
     # The `paper` model, tuned for time-to-counting on 2 CPU cores (benchmarks/RESULTS.md has both attempts):
@@ -233,7 +233,8 @@ PRESETS = {
     # - XLA for the forward/backward pass: +28 % at T = 10 (benchmarks/RESULTS.md) for ~40 s of compilation.
     "fast": dataclasses.replace(
         _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(4000, 8000), batch_size=16,
-        vimco_signal="textbook", curriculum_stage_steps=5000, max_seq_len=5, total_steps=50_000, steps_per_loop=50, jit_compile=True,
+        vimco_signal="textbook", curriculum_stage_steps=5000, max_seq_len=5, total_steps=50_000, steps_per_loop=50,
+        jit_compile=True,
         checkpoint_every=1000, eval_every=500, image_every=1000, eval_batch_size=200),
     # The CPU recipe for tracking whole sequences: `fast`, but the curriculum reaches the data's full 10 frames
     # (+1 frame every 2,000 steps: L = 10 from step 14,000 of 25,000), because a model judged on 10-frame

@@ -7,7 +7,7 @@ Writes OUT/<split>-step<S>-k<K>.json and .md (and prints the table); OUT is WORK
 runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures:
 - log p(x_{1:T}) as the IWAE bound with K particles (the paper: K = 1000), nats per sequence, particles streamed
   in chunks (`--chunk`) so memory stays bounded;
-- log p(x|z) and KL(q‖p) per sequence, importance-weighted over the K particles (spec §6);
+- log p(x|z) and KL(q‖p) per sequence, importance-weighted over the K particles (BUILD.md O6);
 - counting accuracy, the paper's definition (inferred count of each frame vs the sequence's digit count) and
   per frame against the number of visible digits;
 - tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the pixels each

@@ -1,4 +1,4 @@
-"""Evaluation of a trained model over a data split, with many particles in bounded memory (spec §6, paper Table 1).
+"""Evaluation of a trained model over a data split, with many particles in bounded memory (BUILD.md O6, paper Table 1).
 
 For every sequence the evaluator draws K particles in chunks of `chunk` particles (chunk j uses the seed
 fold_in(seed, j)), and reduces them *as they stream* in float64, never holding more than one chunk of model
@@ -8,7 +8,7 @@ activations:
     E_w[q] = Σ_k e^{L_k − m} q_k / Σ_k e^{L_k − m} (the importance-weighted mean of any per-particle quantity q)
 
 where L_k is the sequence log weight of particle k. The streamed result equals the same reduction applied to all
-K log weights at once (tested). Importance-weighted quantities (spec §6): the reconstruction term log p(x|z) and
+K log weights at once (tested). Importance-weighted quantities (BUILD.md O6): the reconstruction term log p(x|z) and
 KL = log q(z|x) − log p(z), both summed over the sequence's frames (Table 1's per-sequence scale), the paper's
 counting accuracy and the visible-count accuracy. The tracks used for tracking metrics and the representation used
 by the addition experiment are those of the highest-weight particle among all K.

@@ -1,4 +1,4 @@
-"""RMSProp with TensorFlow 1 `tf.train.RMSPropOptimizer` semantics, as a Keras 3 optimizer (spec §5).
+"""RMSProp with TensorFlow 1 `tf.train.RMSPropOptimizer` semantics, as a Keras 3 optimizer (BUILD.md O5).
 
 The original SQAIR trains with TF1 `RMSPropOptimizer(learning_rate, momentum=0.9)` and TF1 defaults
 (decay ρ = 0.9, ε = 1e-10, not centred). Per variable θ with gradient g:
@@ -11,7 +11,7 @@ with the mean-square slot `ms` initialised to **one** and `mom` to zero. `keras.
 it initialises ms to zero, its default ε is 1e-7 and momentum is off by default. The initial value matters for
 SQAIR: with a steady gradient g, TF1's ms after t steps is ρ^t + (1 − ρ^t)·g², so for the first
 t ≲ ln(g²)/ln ρ steps (about 130 steps for |g| ~ 1e-3, ρ = 0.9) an update is ≈ lr·g/√(ρ^t), far smaller than
-Keras' zero-initialised ≈ lr·sign(g)/√(1 − ρ^t) (3.2·lr on the very first step). Spec §5 and §7.13.
+Keras' zero-initialised ≈ lr·sign(g)/√(1 − ρ^t) (3.2·lr on the very first step). BUILD.md O5 and O7.13.
 
 This is a regular Keras 3 optimizer: it works in `tf.function`, under `jit_compile=True`, with
 `tf.distribute.MirroredStrategy` (the TF-backend base class all-reduces the gradients by summation and applies
@@ -29,7 +29,7 @@ import tensorflow as tf
 
 __all__ = ["RMSPropTF1", "paper_learning_rate_schedule"]
 
-# Paper schedule (spec §5): `--schedule 4,6,10` over `train_itr = 2,000,000` → boundaries at 400k and 1M.
+# Paper schedule (BUILD.md O5): `--schedule 4,6,10` over `train_itr = 2,000,000` → boundaries at 400k and 1M.
 PAPER_BASE_LEARNING_RATE = 1e-5
 PAPER_BOUNDARIES = (400_000, 1_000_000)
 PAPER_DECAY_FACTORS = (1.0, 1.0 / 3.0, 1.0 / 9.0)

@@ -1,4 +1,4 @@
-"""The training loop: IWAE + VIMCO (spec §4) with a curriculum on sequence length (spec §5).
+"""The training loop: IWAE + VIMCO (BUILD.md O4) with a curriculum on sequence length (BUILD.md O5).
 
 A `Trainer` owns one run directory:
 
@@ -49,7 +49,7 @@ class TrainingError(Exception):
 
 
 # Scalars returned by every training step, summed over the replica's sequences (divided by the global batch
-# after the cross-replica sum). Units: IWAE/ELBO per sequence; the rest per frame, importance-weighted (spec §4).
+# after the cross-replica sum). Units: IWAE/ELBO per sequence; the rest per frame, importance-weighted (BUILD.md O4).
 STEP_METRICS = ("loss", "iwae", "elbo", "log_likelihood", "kl", "num_objects", "counting_accuracy", "ess")
 
 
@@ -97,7 +97,7 @@ def loss_and_grads(model, config, frames, count, seed):
       seed: int32 [2] this replica's sampling seed.
 
     Returns:
-      (loss, grads, sums): the replica's share of the global-batch mean surrogate loss (÷ L, spec §5), its
+      (loss, grads, sums): the replica's share of the global-batch mean surrogate loss (÷ L, BUILD.md O5), its
       gradients w.r.t. `model.trainable_variables`, and per-replica sums over sequences of `STEP_METRICS`.
     """
     k = config.num_particles
@@ -107,7 +107,7 @@ def loss_and_grads(model, config, frames, count, seed):
         log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
         discrete = tf.reshape(tf.reduce_sum(outputs["log_q_discrete"], axis=0), [-1, k])  # [B, K]
         per_example = objectives.vimco_surrogate_loss(log_weights, discrete, signal=config.vimco_signal)  # [B]
-        per_example = per_example / float(seq_len)  # spec §5: "the loss is divided by the current L"
+        per_example = per_example / float(seq_len)  # BUILD.md O5: "the loss is divided by the current L"
         loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
     grads = tape.gradient(loss, model.trainable_variables)
     sums = {key: tf.reduce_sum(value) for key, value in sequence_statistics(outputs, k, count).items()}
@@ -247,7 +247,7 @@ class Trainer:
     def _replica_step(self, batch, step_seed, seq_len):
         ctx = tf.distribute.get_replica_context()
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
-        frames = batch["frames"][:, :seq_len]  # [B, L, H, W, 1] — the curriculum (spec §5)
+        frames = batch["frames"][:, :seq_len]  # [B, L, H, W, 1] — the curriculum (BUILD.md O5)
         if self._fused:
             return self._fused_fn(frames, batch["count"], seed)
         loss, grads, sums = self._grad_fn(frames, batch["count"], seed)

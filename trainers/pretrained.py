@@ -100,7 +100,10 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
                                      figures=False, no_progress=False, addition_train=0, out=None)
         report, _ = eval_cli.run_evaluation(args)
         tracking = report["tracking"]
-        return {"data_dir": os.path.abspath(data), "split": "test", "num_sequences": report["num_sequences"],
+        manifest = records.read_manifest(data, "test")
+        return {"data": f"the first {report['num_sequences']} of a test split of {manifest['num_sequences']} "
+                        f"sequences, generator seed {manifest['seed']} ({manifest['digits'].split(' (')[0]})",
+                "split": "test", "num_sequences": report["num_sequences"],
                 "k": k, "num_frames": records.read_manifest(data, "test")["generator"]["num_frames"],
                 "counting_accuracy": report["counting_accuracy"],
                 "visible_counting_accuracy": report["visible_counting_accuracy"],
@@ -113,7 +116,6 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
     with tempfile.TemporaryDirectory() as test_split:
         generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
         small_figures = held_out(test_split, 200)
-    small_figures["data_dir"] = "sqair-data generate --split test --num 10000 --seed 1 --data-preset paper"
     record = {
         "name": name, "preset_and_config": "config.json", "seed": config.seed, "step": step,
         "source_run": os.path.abspath(workdir), "source_checkpoint": os.path.abspath(checkpoint),

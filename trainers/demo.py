@@ -129,8 +129,8 @@ def main(argv=None):
                for frame_ids, frame_pres in zip(tracked["object_ids"][b], tracked["presence"][b])]
         print(f"  sequence {b}: true count {int(tracked['true_count'][b])}, counts {tracked['counts'][b].tolist()}, "
               f"ids {ids}")
-    figures = shipped["figures"]
     path = os.path.abspath
+    figures = {name: path(value) for name, value in shipped["figures"].items()}
     print(f"\nmain job done in {time.monotonic() - start:.0f} s; everything is under {path(args.workdir)}:")
     print(f"  data (TFRecords + manifests): {path(data_dir)}")
     print(f"  preview of held-out sequences with ground-truth boxes: {path(preview)}")

@@ -64,7 +64,9 @@ def test_chunked_evaluation_equals_the_direct_computation(debug_data, tiny_model
     log_w, counts_ok = np.concatenate(log_w, 1), np.concatenate(counts_ok, 1)  # [3, 4]
     iwae = float(np.mean(objectives.iwae_bound(tf.constant(log_w, tf.float64)).numpy()))
     assert result["iwae"] == pytest.approx(iwae, rel=1e-5)  # float32 model, compiled vs eager op order.
-    assert result["counting_accuracy"] == pytest.approx(np.mean(np.sum(softmax(log_w, 1) * counts_ok, 1)), rel=1e-5)
+    # A weighted fraction in [0, 1]: absolute tolerance. When the correct particles' weights are tiny (~1e-7 seen
+    # with an untrained model), float32 log-weight noise moves the value by a relative 1e-4, an absolute 1e-11.
+    assert result["counting_accuracy"] == pytest.approx(np.mean(np.sum(softmax(log_w, 1) * counts_ok, 1)), abs=1e-5)
     assert result["num_sequences"] == 3 and result["num_particles"] == 4
 
 

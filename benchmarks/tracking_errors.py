@@ -81,8 +81,6 @@ def main():
     parser.add_argument("--data", help="data directory (default: the run's own)")
     args = parser.parse_args()
 
-    import numpy as np
-
     from sqair_tf import tracking_metrics
     from trainers import checkpoints, evaluation
 
@@ -90,11 +88,7 @@ def main():
     sequences = []
 
     def on_batch(batch, _, best):
-        for b in range(int(batch["frames"].shape[0])):
-            sequences.append({"gt_boxes": batch["boxes"][b].numpy(), "gt_ids": batch["object_ids"][b].numpy(),
-                              "gt_present": batch["visible"][b].numpy(), "pred_boxes": np.asarray(best["boxes"][b]),
-                              "pred_ids": np.asarray(best["object_ids"][b]),
-                              "pred_present": np.asarray(best["z_pres"][b])})
+        sequences.extend(evaluation.tracking_sequences(batch, best))
 
     evaluation.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
                         seed=0, jit_compile=True, on_batch=on_batch, progress=True)

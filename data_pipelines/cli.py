@@ -104,7 +104,7 @@ def _read_all(data_dir, split, limit=None):
     import numpy as np
     import tensorflow as tf
 
-    from data_pipelines import dataset, records
+    from data_pipelines import dataset
 
     config = dataset.DataConfig(data_dir=data_dir, split=split, global_batch_size=min(limit or 256, 256),
                                 shuffle=False, repeat=False, drop_remainder=False)
@@ -113,10 +113,8 @@ def _read_all(data_dir, split, limit=None):
         ds = ds.unbatch().take(limit).batch(limit)
     parts = []
     try:
-        for batch in ds:
+        for batch in dataset.checked_batches(ds, manifest):
             parts.append({k: v.numpy() for k, v in batch.items()})
-    except tf.errors.DataLossError as e:
-        raise records.data_loss_error(manifest, e) from None
     except tf.errors.InvalidArgumentError as e:
         first_line = str(e.message).strip().splitlines()[0]
         raise DataError(f"the '{split}' split in {data_dir} has a malformed record ({first_line}); "

@@ -98,6 +98,20 @@ def make_parser(manifest):
     return parse
 
 
+def checked_batches(ds, manifest):
+    """Iterates `ds` (a dataset of the split of `manifest`), turning a corrupted record met on the way (TFRecord's
+    own checksum, `tf.errors.DataLossError`) into one DataError that names the shard (`records.data_loss_error`)."""
+    iterator = iter(ds)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError as e:
+            raise records.data_loss_error(manifest, e) from None
+        yield batch
+
+
 def build_dataset(config, input_context=None, skip_batches=0):
     """Builds the batched dataset of `config.split`.
 

@@ -129,10 +129,15 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def _fails_checksum(shard, path):
+    """True when the manifest entry `shard` has a checksum and the file at `path` no longer matches it."""
+    return "sha256" in shard and file_sha256(path) != shard["sha256"]
+
+
 def verify_checksums(manifest):
     """Raises DataError naming the first shard of a `read_manifest` result whose bytes differ from its checksum."""
     for shard, path in zip(manifest["shards"], manifest["shard_paths"]):
-        if "sha256" in shard and file_sha256(path) != shard["sha256"]:
+        if _fails_checksum(shard, path):
             raise DataError(corrupt_message(path, manifest))
 
 
@@ -150,7 +155,7 @@ def corrupt_shards(manifest):
     bad = []
     for shard, path in zip(manifest["shards"], manifest["shard_paths"]):
         if "sha256" in shard:
-            if file_sha256(path) != shard["sha256"]:
+            if _fails_checksum(shard, path):
                 bad.append(path)
             continue
         try:

@@ -96,12 +96,7 @@ def run_evaluation(args):
     sequences = []
 
     def on_batch(batch, _, best):
-        for b in range(int(batch["frames"].shape[0])):
-            sequences.append({
-                "gt_boxes": batch["boxes"][b].numpy(), "gt_ids": batch["object_ids"][b].numpy(),
-                "gt_present": batch["visible"][b].numpy(), "pred_boxes": best["boxes"][b],
-                "pred_glimpse_boxes": best["glimpse_boxes"][b],
-                "pred_ids": best["object_ids"][b], "pred_present": best["z_pres"][b]})
+        sequences.extend(evaluation.tracking_sequences(batch, best))
 
     main = evaluation.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
                                batch_size=args.batch, seed=args.seed, jit_compile=args.jit, on_batch=on_batch,

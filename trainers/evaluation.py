@@ -147,7 +147,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=total, unit="seq", desc=f"eval {split} K={num_particles}", file=sys.stderr)
-    for i, batch in enumerate(_reading(ds, manifest)):
+    for i, batch in enumerate(dataset_lib.checked_batches(ds, manifest)):
         reducer = StreamingReducer(int(batch["frames"].shape[0]))
         for j in range(num_particles // chunk):
             seed_ij = tf.random.experimental.stateless_fold_in(tf.constant([seed, i], tf.int32), j)
@@ -175,17 +175,14 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     return out
 
 
-def _reading(ds, manifest):
-    """Iterates `ds`, turning a corrupted record (TFRecord checksum) into a DataError naming the shard."""
-    iterator = iter(ds)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except tf.errors.DataLossError as e:
-            raise records.data_loss_error(manifest, e) from None
-        yield batch
+def tracking_sequences(batch, best):
+    """Per-sequence inputs of `tracking_metrics` (ground truth and the best particle's tracks) of one evaluated
+    batch: what `evaluate`'s `on_batch` callback receives."""
+    return [{"gt_boxes": batch["boxes"][b].numpy(), "gt_ids": batch["object_ids"][b].numpy(),
+             "gt_present": batch["visible"][b].numpy(), "pred_boxes": np.asarray(best["boxes"][b]),
+             "pred_glimpse_boxes": np.asarray(best["glimpse_boxes"][b]),
+             "pred_ids": np.asarray(best["object_ids"][b]), "pred_present": np.asarray(best["z_pres"][b])}
+            for b in range(int(batch["frames"].shape[0]))]
 
 
 def evaluate_split(model, data_dir, split="test", num_sequences=1000, num_particles=5, seed=0, batch_size=50,

@@ -77,7 +77,8 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
       name: the model's name (`--pretrained NAME`).
       data_dir: data with a `test` split, for the held-out figures recorded in the provenance.
       num, k: test sequences and particles of those figures.
-      training: dict of facts about the training (command, commit, wall-clock) to record, or None.
+      training: dict of facts about the training (command, commits) to record, or None; the wall-clock minutes
+        to the shipped step are added from the run's TensorBoard log (`run_history`) when it has them.
       out_root: parent directory (the package's own by default).
 
     Returns:
@@ -90,9 +91,15 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
 
     from data_pipelines import generate, moving_mnist, records
     from sqair_tf import glimpse
-    from trainers import checkpoints, eval_cli
+    from trainers import checkpoints, eval_cli, run_history
 
     model, config, step = checkpoints.load_model(workdir, checkpoint)
+    training = dict(training or {})
+    minutes = run_history.training_minutes(workdir)
+    if step in minutes:
+        training.setdefault("wall_clock_minutes", round(minutes[step], 1))
+        training.setdefault("wall_clock_note", "training loops only (trainers/run_history.py), on the 2-core "
+                                               "machine that trained it, partly shared with other work")
 
     def held_out(data, num):
         args = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data, split="test", k=k, num=num,
@@ -104,7 +111,7 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
         return {"data": f"the first {report['num_sequences']} of a test split of {manifest['num_sequences']} "
                         f"sequences, generator seed {manifest['seed']} ({manifest['digits'].split(' (')[0]})",
                 "split": "test", "num_sequences": report["num_sequences"],
-                "k": k, "num_frames": records.read_manifest(data, "test")["generator"]["num_frames"],
+                "k": k, "num_frames": manifest["generator"]["num_frames"],
                 "counting_accuracy": report["counting_accuracy"],
                 "visible_counting_accuracy": report["visible_counting_accuracy"],
                 "log_px_iwae": report["log_px_iwae"],
@@ -121,7 +128,7 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
         "source_run": os.path.abspath(workdir), "source_checkpoint": os.path.abspath(checkpoint),
         "training_data": {"data_dir": config.data_dir, "generator": "sqair-data generate (paper preset, embedded "
                           "10k MNIST digits)"},
-        "training": training or {},
+        "training": training,
         "held_out": held_out(data_dir, num),
         "held_out_200": small_figures,
         "drawn_box_threshold": glimpse.DRAWN_THRESHOLD,
@@ -175,15 +182,9 @@ def main(argv=None):
         with open(args.training_json) as f:
             training = json.load(f)
     training.setdefault("packaging_commit", _git_commit(os.path.dirname(os.path.abspath(__file__))))
-    from trainers import checkpoints, run_history
+    from trainers import checkpoints
 
     config = checkpoints.load_config(args.workdir)
-    minutes = run_history.training_minutes(args.workdir)
-    step = int(args.checkpoint.rsplit("-", 1)[-1]) if args.checkpoint.rsplit("-", 1)[-1].isdigit() else None
-    if step in minutes:
-        training.setdefault("wall_clock_minutes", round(minutes[step], 1))
-        training.setdefault("wall_clock_note", "training loops only (trainers/run_history.py), on the 2-core "
-                                               "machine that trained it, partly shared with other work")
     training.setdefault("command", f"sqair-train --workdir runs/track_s{config.seed} --preset tracking "
                                    f"--data DATA --set seed={config.seed}  (or: make pretrained SEED={config.seed})")
     record = package(args.workdir, args.checkpoint, args.name, args.data, args.num, args.k, training)

@@ -30,6 +30,7 @@ def main():
     import tensorflow as tf
 
     from sqair_tf import config as config_lib
+    from sqair_tf import interface
     from sqair_tf import model as model_lib
     from sqair_tf import objectives
 
@@ -43,12 +44,12 @@ def main():
 
     def forward(frames, seed):
         out = model(frames, seed=seed, num_particles=k)
-        return tf.reduce_mean(objectives.iwae_bound(model_lib.sequence_log_weights(out, k)))
+        return tf.reduce_mean(objectives.iwae_bound(interface.sequence_log_weights(out, k)))
 
     def forward_backward(frames, seed):
         with tf.GradientTape() as tape:
             out = model(frames, seed=seed, num_particles=k)
-            log_weights = model_lib.sequence_log_weights(out, k)
+            log_weights = interface.sequence_log_weights(out, k)
             discrete = tf.reshape(tf.reduce_sum(out["log_q_discrete"], 0), [-1, k])
             loss = tf.reduce_mean(objectives.vimco_surrogate_loss(log_weights, discrete))
         grads = tape.gradient(loss, model.trainable_variables)

@@ -88,7 +88,6 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=4096, help="matmul size for the peak (default 4096)")
     args = parser.parse_args()
-    import numpy as np
     import tensorflow as tf
 
     from trainers import config as config_lib

@@ -39,14 +39,14 @@ def compute(model, frames, seed):
     """The model's outputs and the VIMCO-surrogate gradients (by variable path) for `frames`."""
     import tensorflow as tf
 
-    from sqair_tf import model as model_lib
+    from sqair_tf import interface
     from sqair_tf import objectives
 
     @tf.function
     def run(frames, seed):
         with tf.GradientTape() as tape:
             out = model(frames, seed=seed, num_particles=PARTICLES)
-            log_weights = model_lib.sequence_log_weights(out, PARTICLES)
+            log_weights = interface.sequence_log_weights(out, PARTICLES)
             discrete = tf.reshape(tf.reduce_sum(out["log_q_discrete"], 0), [-1, PARTICLES])
             loss = tf.reduce_mean(objectives.vimco_surrogate_loss(log_weights, discrete))
         grads = tape.gradient(loss, model.trainable_variables)

@@ -1,7 +1,9 @@
-"""Typed, frozen configuration of the SQAIR model, with the `paper` and `debug` presets.
+"""Typed, frozen configurations of the models, each with `paper` and `debug` presets (`sqair_tf.models` pairs them
+with the model classes).
 
-`paper` is MLP-SQAIR exactly as the authors' released flags describe it (BUILD.md O2.1); `debug` keeps every mechanism
-but shrinks every size so tests run in seconds.
+`ModelConfig` is MLP-SQAIR: its `paper` preset is the model exactly as the authors' released flags describe it
+(BUILD.md O2.1); `debug` keeps every mechanism but shrinks every size so tests run in seconds. `VRNNConfig` is the
+MLP-VRNN baseline (`sqair_tf/vrnn.py`), whose sizes are this package's choice (BUILD.md "Models").
 """
 
 import dataclasses
@@ -91,3 +93,45 @@ def preset(name, **overrides):
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class VRNNConfig:
+    """Sizes and constants of MLP-VRNN (defaults = the `paper` preset; the choices are explained in `sqair_tf/vrnn.py`).
+
+    Attributes:
+      image_shape: (H, W, C) of the frames.
+      z_dim: Z, the size of the per-frame latent.
+      hidden_size: width of every MLP layer and of the GRU.
+      output_std: fixed σ of the Gaussian likelihood (SQAIR's 0.3).
+      min_std: constant added to every softplus std (SQAIR's 0.01).
+    """
+
+    image_shape: Tuple[int, int, int] = (50, 50, 1)
+    z_dim: int = 165
+    hidden_size: int = 289
+    output_std: float = 0.3
+    min_std: float = 0.01
+
+    def __post_init__(self):
+        shape = tuple(self.image_shape)
+        if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+            raise ValueError(f"image_shape must be (H, W, C) of positive ints, got {self.image_shape}")
+        object.__setattr__(self, "image_shape", shape)
+        for name in ("z_dim", "hidden_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("output_std", "min_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def num_pixels(self):
+        return self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+
+
+VRNN_PRESETS = {
+    "paper": VRNNConfig(),
+    "debug": VRNNConfig(image_shape=(32, 32, 1), z_dim=8, hidden_size=16),
+}

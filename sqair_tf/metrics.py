@@ -6,7 +6,7 @@ weights softmax_k(L_{b,k}) (no gradient), then over sequences. These functions r
 averaging over sequences (and across replicas) is left to the caller.
 
 Inputs use the model's layout: per-step tensors are time-major [T, B·K] with particles contiguous (b·K + k), and
-sequence log weights are [B, K] (`model.sequence_log_weights`).
+sequence log weights are [B, K] (`interface.sequence_log_weights`).
 """
 
 import tensorflow as tf

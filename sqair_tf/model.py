@@ -9,10 +9,10 @@ Sampling is driven by explicit int32 [2] stateless seeds: the seed of step t is 
 forward pass is a deterministic function of (weights, frames, seed).
 """
 
-import keras
 import tensorflow as tf
 
 from sqair_tf import glimpse
+from sqair_tf import interface
 from sqair_tf import timestep
 
 
@@ -43,13 +43,8 @@ def unroll(step_fn, initial_state, num_steps, output_dtypes):
     return {key: array.stack() for key, array in arrays.items()}, final_state
 
 
-def sequence_log_weights(outputs, num_particles):
-    """Sums the per-step log weights over time and splits the particles: [T, B·K] → [B, K]."""
-    return tf.reshape(tf.reduce_sum(outputs["log_weight"], axis=0), [-1, num_particles])
-
-
-class SQAIR(keras.Model):
-    """MLP-SQAIR (Kosiorek et al. 2018) as a Keras model.
+class SQAIR(interface.SequenceModel):
+    """MLP-SQAIR (Kosiorek et al. 2018) as a Keras model: a `SequenceModel` with objects and discrete latents.
 
     Args:
       config: a `sqair_tf.config.ModelConfig`.
@@ -77,6 +72,11 @@ class SQAIR(keras.Model):
     `boxes` is computed after the time loop from the stacked glimpses, so a caller that does not use it (the
     training loss) does not pay for it inside a compiled function.
     """
+
+    has_objects = True
+    has_discrete_latents = True
+    box_inputs = ("glimpses", "z_where", "z_pres")
+    representation_keys = ("z_what", "z_pres")
 
     def __init__(self, config, mean_image=None, **kwargs):
         super().__init__(**kwargs)
@@ -127,9 +127,24 @@ class SQAIR(keras.Model):
 
     def _with_drawn_boxes(self, outputs):
         """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring)."""
-        outputs["boxes"] = glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
-                                               self.config.image_shape[:2])
+        outputs["boxes"] = self.drawn_boxes(outputs)
         return outputs
+
+    def drawn_boxes(self, outputs):
+        """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots."""
+        return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
+                                   self.config.image_shape[:2])
+
+    def frame_representation(self, outputs):
+        """[B, T, N·(D + 1)]: the N slots in slot order, each [z_pres · z_what, z_pres] (zeros for an empty slot).
+
+        Slots are ordered as the model orders them (present objects first, propagated ones in their previous
+        order, BUILD.md O2.10), so the concatenation is stable over time.
+        """
+        z_what = tf.convert_to_tensor(outputs["z_what"], tf.float32)  # [B, T, N, D]
+        z_pres = tf.convert_to_tensor(outputs["z_pres"], tf.float32)[..., None]  # [B, T, N, 1]
+        slots = tf.concat([z_pres * z_what, z_pres], axis=-1)  # [B, T, N, D + 1]
+        return tf.reshape(slots, tf.concat([tf.shape(slots)[:2], [-1]], axis=0))
 
     def generate(self, frames, num_steps, seed, discover=False):
         """Conditional generation (paper Fig. 6): infer from the observed frames, then run the priors.
@@ -162,22 +177,3 @@ class SQAIR(keras.Model):
         generated, _ = self._imagine(state, 0, num_steps, seed, discover=True)
         return generated
 
-
-def best_particle(outputs, log_weights):
-    """Selects each sequence's highest-weight particle and returns batch-major tensors.
-
-    Args:
-      outputs: the model's time-major dict, tensors [T, B·K, ...] (or [T, B·K]).
-      log_weights: [B, K] sequence log weights.
-
-    Returns:
-      dict with the same keys, each [B, T, ...], from particle argmax_k L_{b,k} of every sequence b.
-    """
-    k = tf.shape(log_weights)[1]
-    rows = tf.range(tf.shape(log_weights)[0]) * k + tf.argmax(log_weights, axis=1, output_type=tf.int32)  # [B]
-    selected = {}
-    for key, value in outputs.items():
-        picked = tf.gather(value, rows, axis=1)  # [T, B, ...]
-        perm = [1, 0] + list(range(2, picked.shape.rank))
-        selected[key] = tf.transpose(picked, perm)  # [B, T, ...]
-    return selected

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import logsumexp, softmax
 
+from sqair_tf import interface
 from sqair_tf import config as model_config_lib
 from sqair_tf import model as model_lib
 from sqair_tf import objectives
@@ -58,7 +59,7 @@ def test_chunked_evaluation_equals_the_direct_computation(debug_data, tiny_model
     for j in range(2):
         seed = tf.random.experimental.stateless_fold_in(tf.constant([5, 0]), j)
         out = tiny_model(batch["frames"], seed=seed, num_particles=2)
-        log_w.append(model_lib.sequence_log_weights(out, 2).numpy())
+        log_w.append(interface.sequence_log_weights(out, 2).numpy())
         inferred = np.transpose(out["num_objects"].numpy()).reshape(3, 2, -1)
         counts_ok.append(np.mean(inferred == batch["count"].numpy()[:, None, None], axis=-1))
     log_w, counts_ok = np.concatenate(log_w, 1), np.concatenate(counts_ok, 1)  # [3, 4]
@@ -76,7 +77,7 @@ def test_one_chunk_equals_one_call_with_all_particles(debug_data, tiny_model):
     batch = next(iter(evaluation.stream_batches(debug_data, "test", 2, 2)[0]))
     out = tiny_model(batch["frames"], seed=tf.random.experimental.stateless_fold_in(tf.constant([1, 0]), 0),
                      num_particles=3)
-    lw = model_lib.sequence_log_weights(out, 3).numpy().astype(np.float64)
+    lw = interface.sequence_log_weights(out, 3).numpy().astype(np.float64)
     # The log weight (here ~−2 nats) is a float32 sum of terms of ~10^3 nats that nearly cancel, so compiled and
     # eager calls (different fusion and reduction orders) agree to a few float32 ulps of those terms, not of it.
     terms = np.abs(out["log_likelihood"].numpy()).sum(axis=0).max()  # largest per-particle Σ_t |log p(x_t | z_t)|

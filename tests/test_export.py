@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sqair_tf import model as model_lib
+from sqair_tf import interface
 from trainers import checkpoints
 from trainers import export
 
@@ -56,8 +56,8 @@ def _in_process_track(model, frames, k):
     """What `track` must answer, computed from the in-process model with the same seed and K."""
     outputs = tf.function(lambda f: model(f, seed=tf.constant(export.TRACK_SEED, tf.int32), num_particles=k))(
         tf.constant(frames))
-    log_weights = model_lib.sequence_log_weights(outputs, k)
-    best = model_lib.best_particle(outputs, log_weights)
+    log_weights = interface.sequence_log_weights(outputs, k)
+    best = interface.best_particle(outputs, log_weights)
     return {"presence": best["z_pres"], "boxes": best["boxes"], "glimpse_boxes": best["glimpse_boxes"],
             "object_ids": best["object_ids"],
             "counts": best["num_objects"], "reconstruction": best["canvas"], "z_what": best["z_what"],

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sqair_tf import interface
 from sqair_tf import config as config_lib
 from sqair_tf import model as model_lib
 from sqair_tf import objectives
@@ -66,7 +67,7 @@ def test_output_contract(debug_model):
     np.testing.assert_allclose(
         out["log_weight"], out["log_likelihood"] + out["log_p_continuous"] + out["log_p_discrete"]
         - out["log_q_continuous"] - out["log_q_discrete"], rtol=1e-6)
-    lw = model_lib.sequence_log_weights(out, k)
+    lw = interface.sequence_log_weights(out, k)
     assert tuple(lw.shape) == (b, k)
 
 
@@ -136,7 +137,7 @@ def test_forward_backward_compiles_under_jit(debug_model):
     def loss_and_grads(frames, seed):
         with tf.GradientTape() as tape:
             out = debug_model(frames, seed=seed, num_particles=2)
-            log_weights = model_lib.sequence_log_weights(out, 2)
+            log_weights = interface.sequence_log_weights(out, 2)
             discrete = tf.reshape(tf.reduce_sum(out["log_q_discrete"], 0), [-1, 2])
             loss = tf.reduce_mean(objectives.vimco_surrogate_loss(log_weights, discrete))
         return loss, tape.gradient(loss, debug_model.trainable_variables)
@@ -154,7 +155,7 @@ def test_iwae_bound_does_not_decrease_with_more_particles(debug_model):
     values = {}
     for k in (1, 8):
         values[k] = np.stack([
-            objectives.iwae_bound(model_lib.sequence_log_weights(
+            objectives.iwae_bound(interface.sequence_log_weights(
                 debug_model(frames, seed=tf.constant([s, 17 + k], tf.int32), num_particles=k), k)).numpy()
             for s in range(12)])  # [12 seeds, 8 sequences]
     gap = values[8].mean(axis=0) - values[1].mean(axis=0)  # [8 sequences]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sqair_tf import model as model_lib
+from sqair_tf import interface
 from sqair_tf import objectives
 from trainers import config as config_lib
 from trainers import trainer as trainer_lib
@@ -25,7 +25,7 @@ def _state(trainer):
 
 def _fixed_batch_iwae(trainer, batch):
     out = trainer.model(batch["frames"][:, :3], seed=tf.constant([7, 7]), num_particles=3)
-    return float(tf.reduce_mean(objectives.iwae_bound(model_lib.sequence_log_weights(out, 3))))
+    return float(tf.reduce_mean(objectives.iwae_bound(interface.sequence_log_weights(out, 3))))
 
 
 @pytest.mark.slow

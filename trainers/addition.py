@@ -4,10 +4,9 @@ A 19-way classifier predicts, for every frame, the sum of the labels of the digi
 model's per-frame representation, trained on the training split and evaluated on the held-out split. The paper's
 protocol (its Appendix D) was not available, so the choices are ours:
 
-- Representation of a frame: the highest-weight particle's latents of the N slots, concatenated in slot order,
-  each slot as [z_pres · z_what (D), z_pres (1)] → a vector of N·(D + 1). Slots are ordered as the model orders
-  them (present objects first, propagated ones in their previous order, BUILD.md O2.10), so the concatenation is
-  stable over time; absent slots contribute zeros.
+- Representation of a frame: the highest-weight particle's `frame_representation` (`interface.SequenceModel`).
+  For SQAIR, the latents of the N slots concatenated in slot order, each slot as [z_pres · z_what (D), z_pres (1)]
+  → a vector of N·(D + 1) (absent slots contribute zeros); for VRNN, the frame's latent z_t.
 - Target: Σ labels of the digits visible in the frame (0 when none is).
 - Classifier: an MLP with two hidden layers of 256 ReLU units, Adam (1e-3), 30 epochs, batch 256, seeded.
 """
@@ -15,13 +14,6 @@ protocol (its Appendix D) was not available, so the choices are ours:
 import numpy as np
 
 NUM_CLASSES = 19
-
-
-def frame_representation(z_what, z_pres):
-    """[B, T, N, D], [B, T, N] → [B, T, N·(D + 1)] (module docstring)."""
-    z_what, z_pres = np.asarray(z_what, np.float32), np.asarray(z_pres, np.float32)[..., None]
-    slots = np.concatenate([z_pres * z_what, z_pres], axis=-1)  # [B, T, N, D + 1]
-    return slots.reshape(slots.shape[:2] + (-1,))
 
 
 def frame_targets(labels, visible):

@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from sqair_tf import model as model_lib
+from sqair_tf import models
 from trainers import config as config_lib
 
 
@@ -32,7 +32,8 @@ def load_model(workdir, checkpoint=None):
       checkpoint: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-4000) or None for the latest.
 
     Returns:
-      (model, config, step): the `SQAIR` model, the run's `TrainConfig` and the checkpoint's training step.
+      (model, config, step): the run's model (`config.model_name`, an `interface.SequenceModel`), the run's
+      `TrainConfig` and the checkpoint's training step.
     """
     config = load_config(workdir)
     if checkpoint is None:
@@ -41,7 +42,7 @@ def load_model(workdir, checkpoint=None):
             raise CheckpointError(f"{workdir} has no checkpoint yet (train first)")
     elif not tf.io.gfile.exists(checkpoint + ".index"):
         raise CheckpointError(f"no checkpoint {checkpoint} (expected {checkpoint}.index)")
-    model = model_lib.SQAIR(config.model, name="sqair")
+    model = models.build(config.model_name, config.model)
     h, w, c = config.model.image_shape
     model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
     step = tf.Variable(0, dtype=tf.int64)

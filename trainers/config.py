@@ -14,6 +14,7 @@ import typing
 from typing import Tuple
 
 from sqair_tf import config as model_config_lib
+from sqair_tf import models
 
 _OPTIMIZERS = ("rmsprop_tf1", "adam")
 _SIGNALS = ("paper", "textbook")
@@ -31,7 +32,8 @@ class TrainConfig:
     """Everything a training run depends on (defaults = the `paper` preset, BUILD.md O4–O5).
 
     Attributes:
-      model: the architecture (`sqair_tf.config.ModelConfig`).
+      model: the architecture: a config of `model_name`'s config class (`sqair_tf.models`).
+      model_name: which model (`sqair_tf.models.names()`): 'mlp-sqair' (the default) or 'mlp-vrnn'.
       data_dir: directory written by `sqair-data generate` with `train` and `test` splits.
       batch_size: global batch of sequences per step (split across replicas).
       num_particles: K, particles per sequence (IWAE / VIMCO); ≥ 2 for VIMCO's leave-one-out baseline.
@@ -58,6 +60,7 @@ class TrainConfig:
     """
 
     model: model_config_lib.ModelConfig = model_config_lib.ModelConfig()
+    model_name: str = models.DEFAULT
     data_dir: str = ""
     batch_size: int = 32
     num_particles: int = 5
@@ -83,6 +86,10 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        config_class = models.config_class(self.model_name)  # A ValueError naming the known models.
+        if not isinstance(self.model, config_class):
+            raise ValueError(f"model {self.model_name!r} needs a {config_class.__name__} model config, got a "
+                             f"{type(self.model).__name__}")
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
         for name in ("batch_size", "num_particles", "curriculum_start", "curriculum_stage_steps", "max_seq_len",
                      "total_steps", "steps_per_loop", "checkpoint_every", "keep_checkpoints", "eval_every",
@@ -121,7 +128,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values):
         values = dict(values)
-        model = model_config_lib.ModelConfig(**_coerce_fields(model_config_lib.ModelConfig, values.pop("model", {})))
+        config_class = models.config_class(values.get("model_name", models.DEFAULT))
+        model = config_class(**_coerce_fields(config_class, values.pop("model", {})))
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown training config fields: {sorted(unknown)}")
@@ -135,30 +143,34 @@ class TrainConfig:
         """Applies `key=value` strings (`--set`); `model.<field>` reaches the model config.
 
         Values are parsed by the field's type: ints, floats, bools (true/false), strings, and tuples written as
-        comma-separated lists (`lr_boundaries=5000,10000`, `model.image_shape=32,32,1`).
+        comma-separated lists (`lr_boundaries=5000,10000`, `model.image_shape=32,32,1`). The model itself is not
+        an override: it decides which `model.` fields exist, so it is chosen with `preset(..., model=NAME)`.
         """
         values = self.to_dict()
+        model_class = models.config_class(self.model_name)
         for assignment in assignments:
             key, sep, text = assignment.partition("=")
             key = key.strip()
             if not sep:
                 raise ValueError(f"--set expects key=value, got {assignment!r}")
+            if key == "model_name":
+                raise ValueError("the model is not a --set key: choose it with --model NAME "
+                                 f"({', '.join(models.names())})")
             target, cls, name = values, TrainConfig, key
             if key.startswith("model."):
-                target, cls, name = values["model"], model_config_lib.ModelConfig, key[len("model."):]
+                target, cls, name = values["model"], model_class, key[len("model."):]
             types = {f.name: f.type for f in dataclasses.fields(cls)}
             if name not in types or name == "model":
-                raise ValueError(f"unknown config key {key!r}; known: "
-                                 f"{sorted(k for k in _all_keys())}")
+                raise ValueError(f"unknown config key {key!r}; known: {sorted(_all_keys(model_class))}")
             target[name] = _parse_value(text.strip(), types[name], key)
         return TrainConfig.from_dict(values)
 
 
-def _all_keys():
+def _all_keys(model_class):
     for f in dataclasses.fields(TrainConfig):
-        if f.name != "model":
+        if f.name not in ("model", "model_name"):
             yield f.name
-    for f in dataclasses.fields(model_config_lib.ModelConfig):
+    for f in dataclasses.fields(model_class):
         yield "model." + f.name
 
 
@@ -264,8 +276,16 @@ PRESETS = {
 }
 
 
-def preset(name, overrides=()):
-    """A named training preset with optional `key=value` overrides."""
+def preset(name, overrides=(), model=None):
+    """A named training preset for `model` (default: MLP-SQAIR) with optional `key=value` overrides.
+
+    The presets are recipes (optimiser, schedule, batch, curriculum); the model's own config is its `debug` config
+    preset for the `debug` recipe and its `paper` config preset (the paper's size) for every other recipe.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown training preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name].with_overrides(overrides)
+    config = PRESETS[name]
+    if model is not None and model != config.model_name:
+        config = dataclasses.replace(config, model_name=model,
+                                     model=models.preset(model, "debug" if name == "debug" else "paper"))
+    return config.with_overrides(overrides)

@@ -73,8 +73,8 @@ def _collect_representations(model, data_dir, split, num, num_particles, seed, p
     xs, ys = [], []
 
     def on_batch(batch, _, best):
-        xs.append(addition.frame_representation(best["z_what"], best["z_pres"]).reshape(
-            -1, best["z_what"].shape[2] * (best["z_what"].shape[3] + 1)))
+        representation = np.asarray(model.frame_representation(best))  # [B, T, R]
+        xs.append(representation.reshape(-1, representation.shape[-1]))
         ys.append(addition.frame_targets(batch["labels"].numpy(), batch["visible"].numpy()).reshape(-1))
 
     evaluation.evaluate(model, data_dir, split, num, num_particles, chunk=num_particles, batch_size=50, seed=seed,
@@ -99,23 +99,25 @@ def run_evaluation(args):
         sequences.extend(evaluation.tracking_sequences(batch, best))
 
     main = evaluation.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
-                               batch_size=args.batch, seed=args.seed, jit_compile=args.jit, on_batch=on_batch,
-                               progress=progress)
-    tracking = tracking_metrics.evaluate_tracking(sequences, iou_threshold=args.iou)
+                               batch_size=args.batch, seed=args.seed, jit_compile=args.jit,
+                               on_batch=on_batch if model.has_objects else None, progress=progress)
+    tracking, box_iou = None, None  # A model without objects: every object metric is n/a (paper Table 1).
+    if model.has_objects:
+        tracking = tracking_metrics.evaluate_tracking(sequences, iou_threshold=args.iou)
+        # How well the boxes fit: IoUs of matched pairs, for the drawn-pixel boxes (scored) and the glimpses.
+        box_iou = {name: tracking_metrics.iou_summary(tracking_metrics.matched_ious(sequences, key))
+                   for name, key in (("drawn", "pred_boxes"), ("glimpse", "pred_glimpse_boxes"))}
     report = {
-        "workdir": os.path.abspath(args.workdir), "checkpoint": args.checkpoint or tf.train.latest_checkpoint(
+        "workdir": os.path.abspath(args.workdir), "model": config.model_name, "checkpoint": args.checkpoint or tf.train.latest_checkpoint(
             os.path.join(args.workdir, "checkpoints")), "step": step, "data_dir": os.path.abspath(data_dir),
         "split": args.split, "num_sequences": main["num_sequences"], "k": args.k, "chunk": min(args.chunk, args.k),
         "seed": args.seed,
         "log_px_iwae": main["iwae"], "elbo": main["elbo"], "log_likelihood": main["log_likelihood"],
-        "kl": main["kl"], "counting_accuracy": main["counting_accuracy"],
-        "visible_counting_accuracy": main["visible_counting_accuracy"], "num_objects_per_frame": main["num_objects"],
-        "ess": main["ess"], "jit": bool(args.jit), "batch": args.batch,
+        "kl": main["kl"], "counting_accuracy": main.get("counting_accuracy"),
+        "visible_counting_accuracy": main.get("visible_counting_accuracy"),
+        "num_objects_per_frame": main.get("num_objects"), "ess": main["ess"], "jit": bool(args.jit), "batch": args.batch,
         "particle_seconds": round(main["seconds"], 2), "first_batch_seconds": round(main["first_batch_seconds"], 2),
-        "first_batch_sequences": main["first_batch_sequences"], "tracking": tracking,
-        # How well the boxes fit: IoUs of matched pairs, for the drawn-pixel boxes (scored above) and the glimpses.
-        "box_iou": {name: tracking_metrics.iou_summary(tracking_metrics.matched_ious(sequences, key))
-                    for name, key in (("drawn", "pred_boxes"), ("glimpse", "pred_glimpse_boxes"))},
+        "first_batch_sequences": main["first_batch_sequences"], "tracking": tracking, "box_iou": box_iou,
     }
     if not args.no_addition:
         k_repr = config.num_particles
@@ -133,14 +135,24 @@ def run_evaluation(args):
     return report, markdown(report)
 
 
+NOT_APPLICABLE = "n/a"
+
+
 def markdown(report):
-    """The report as a Markdown table (units in the second column)."""
-    t = report["tracking"]
+    """The report as a Markdown table (units in the second column); object metrics are n/a without objects."""
     rows = [
         ("log p(x) (IWAE, K={k})".format(k=report["k"]), f"{report['log_px_iwae']:.1f}", "nats / sequence"),
         ("log p(x \\| z) (importance-weighted)", f"{report['log_likelihood']:.1f}", "nats / sequence"),
         ("KL(q ‖ p) (importance-weighted)", f"{report['kl']:.1f}", "nats / sequence"),
         ("ELBO (mean over particles)", f"{report['elbo']:.1f}", "nats / sequence"),
+    ]
+    if report["tracking"] is None:
+        rows += [(name, NOT_APPLICABLE, f"{report['model']} has no objects") for name in (
+            "counting accuracy (paper: count of the sequence)", "counting accuracy (visible digits per frame)",
+            "objects per frame", "HOTA", "MOTA", "IDF1", "ID switches")]
+        return _table(report, rows)
+    t = report["tracking"]
+    rows += [
         ("counting accuracy (paper: count of the sequence)", f"{report['counting_accuracy']:.4f}", "per frame"),
         ("counting accuracy (visible digits per frame)", f"{report['visible_counting_accuracy']:.4f}", "per frame"),
         ("objects per frame", f"{report['num_objects_per_frame']:.3f}", "importance-weighted"),
@@ -158,6 +170,10 @@ def markdown(report):
                          f"{summary['at_least_0.5']:.1%} ≥ 0.5, {summary['num_pairs']} pairs"))
         else:
             rows.append((f"IoU of matched pairs, {name} boxes", "n/a", "no box overlaps a ground-truth digit"))
+    return _table(report, rows)
+
+
+def _table(report, rows):
     if "addition" in report:
         a = report["addition"]
         rows.append(("addition accuracy (19-way)", f"{a['test_accuracy']:.4f}",
@@ -192,9 +208,8 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
     import numpy as np
     import tensorflow as tf
 
+    from sqair_tf import interface
     from trainers import figures
-    from sqair_tf import model as model_lib
-    from trainers import evaluation
 
     out_dir = os.path.join(args.out, "figures")
     os.makedirs(out_dir, exist_ok=True)
@@ -202,9 +217,12 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
     k = config.num_particles
     seed = tf.constant([args.seed, 17], tf.int32)
     outputs = model(frames, seed=seed, num_particles=k)
-    best = {key: v.numpy() for key, v in model_lib.best_particle(
-        {key: outputs[key] for key in ("canvas", "boxes", "object_ids", "z_pres", "glimpses")},
-        model_lib.sequence_log_weights(outputs, k)).items()}
+    # Without objects, figures show frames only: the object keys are absent and every box argument is None.
+    object_keys = ("boxes", "object_ids", "z_pres") if model.has_objects else ()
+    best = {key: v.numpy() for key, v in interface.best_particle(
+        {key: outputs[key] for key in ("canvas",) + object_keys + (("glimpses",) if model.has_objects else ())},
+        interface.sequence_log_weights(outputs, k)).items()}
+    latents = lambda values: [values.get(key) for key in ("boxes", "object_ids", "z_pres")]  # noqa: E731
     paths = {}
 
     def save(name, image):
@@ -213,37 +231,35 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
         paths[name] = path
         return image
 
-    images = {"reconstruction": save("reconstruction", figures.reconstruction_figure_of(frames, best, rows=rows)),
-              "glimpses": save("glimpses", figures.glimpse_figure(best["glimpses"], best["object_ids"],
-                                                                  best["z_pres"]))}
+    images = {"reconstruction": save("reconstruction", figures.reconstruction_figure_of(frames, best, rows=rows))}
+    if model.has_objects:
+        images["glimpses"] = save("glimpses", figures.glimpse_figure(best["glimpses"], best["object_ids"],
+                                                                     best["z_pres"]))
     both = np.concatenate([frames.numpy(), np.clip(best["canvas"], 0, 1)], axis=0)
-    twice = lambda x: np.concatenate([x, x], axis=0)  # noqa: E731
+    twice = lambda x: None if x is None else np.concatenate([x, x], axis=0)  # noqa: E731
     paths["reconstruction_gif"] = figures.save_gif(os.path.join(out_dir, "reconstruction.gif"), both,
-                                                   twice(best["boxes"]), twice(best["object_ids"]),
-                                                   twice(best["z_pres"]))
+                                                   *[twice(x) for x in latents(best)])
 
     # Conditional generation: observe `observed` frames, imagine the rest, several samples per input.
     t_len = int(frames.shape[1])
     generated = []
     for s in range(samples):
         obs, gen = model.generate(frames[:, :observed], t_len - observed, tf.constant([args.seed, 100 + s]))
-        canvas = np.concatenate([np.transpose(obs["canvas"].numpy(), (1, 0, 2, 3, 4)),
-                                 np.transpose(gen["canvas"].numpy(), (1, 0, 2, 3, 4))], axis=1)
-        latents = [np.concatenate([np.swapaxes(obs[key].numpy(), 0, 1), np.swapaxes(gen[key].numpy(), 0, 1)], 1)
-                   for key in ("boxes", "object_ids", "z_pres")]
-        generated.append([np.clip(canvas, 0, 1)] + latents)
-    stack = [np.stack([g[i] for g in generated], axis=1) for i in range(4)]  # [R, S, T, ...]
-    images["generation"] = save("generation", figures.generation_figure(frames.numpy(), stack[0], observed, *stack[1:]))
+        joined = [np.concatenate([np.swapaxes(obs[key].numpy(), 0, 1), np.swapaxes(gen[key].numpy(), 0, 1)], 1)
+                  for key in ("canvas",) + object_keys]  # [R, T, ...] each
+        generated.append([np.clip(joined[0], 0, 1)] + joined[1:])
+    stack = [np.stack([g[i] for g in generated], axis=1) for i in range(len(generated[0]))]  # [R, S, T, ...]
+    images["generation"] = save("generation", figures.generation_figure(frames.numpy(), stack[0], observed,
+                                                                        *stack[1:]))
     paths["generation_gif"] = figures.save_gif(os.path.join(out_dir, "generation.gif"),
                                                stack[0].reshape((-1,) + stack[0].shape[2:]))
 
     prior = model.sample(rows, t_len, tf.constant([args.seed, 200]))
-    prior = {key: np.swapaxes(prior[key].numpy(), 0, 1) for key in ("canvas", "boxes", "object_ids", "z_pres")}
-    images["prior_samples"] = save("prior_samples", figures.sample_figure(
-        np.clip(prior["canvas"], 0, 1), prior["boxes"], prior["object_ids"], prior["z_pres"]))
-    paths["prior_samples_gif"] = figures.save_gif(os.path.join(out_dir, "prior_samples.gif"),
-                                                  np.clip(prior["canvas"], 0, 1), prior["boxes"],
-                                                  prior["object_ids"], prior["z_pres"])
+    prior = {key: np.swapaxes(prior[key].numpy(), 0, 1) for key in ("canvas",) + object_keys}
+    canvas = np.clip(prior["canvas"], 0, 1)
+    images["prior_samples"] = save("prior_samples", figures.sample_figure(canvas, *latents(prior)))
+    paths["prior_samples_gif"] = figures.save_gif(os.path.join(out_dir, "prior_samples.gif"), canvas,
+                                                  *latents(prior))
 
     writer = tf.summary.create_file_writer(args.tensorboard)
     with writer.as_default(step=step):

@@ -22,39 +22,61 @@ import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
 from data_pipelines import records
-from sqair_tf import glimpse
+from sqair_tf import interface
 from sqair_tf import metrics as metrics_lib
-from sqair_tf import model as model_lib
 
-# Per-particle quantities reduced with importance weights ([B, c] per chunk).
+# Per-particle quantities reduced with importance weights ([B, c] per chunk); the object ones only for a model with
+# objects (`interface.SequenceModel.has_objects`).
 WEIGHTED = ("log_likelihood", "kl", "counting_accuracy", "visible_counting_accuracy", "num_objects")
-# Outputs of the best particle kept per sequence, batch-major [B, T, ...] (and `boxes`, drawn from its glimpses).
-BEST = ("glimpse_boxes", "object_ids", "z_pres", "z_what", "z_where", "canvas")
+OBJECT_WEIGHTED = ("counting_accuracy", "visible_counting_accuracy", "num_objects")
+# Outputs of the best particle kept per sequence, batch-major [B, T, ...] (and, for a model with objects, `boxes`,
+# drawn from its glimpses): the canvas, the model's representation and its tracks.
+BEST = ("canvas",)
+OBJECT_BEST = ("glimpse_boxes", "object_ids", "z_pres", "z_what", "z_where")
+
+
+def weighted_keys(model):
+    """The keys of WEIGHTED that `model` has."""
+    return tuple(key for key in WEIGHTED if model.has_objects or key not in OBJECT_WEIGHTED)
+
+
+def best_keys(model):
+    """The outputs kept for the best particle: BEST, the model's representation and, with objects, OBJECT_BEST."""
+    keys = BEST + tuple(model.representation_keys)
+    if model.has_objects:
+        keys += OBJECT_BEST
+    return tuple(dict.fromkeys(keys))
 
 
 def chunk_function(model, chunk, jit_compile=False):
     """A compiled forward pass over `chunk` particles per sequence returning per-particle quantities [B, c] and the
     chunk's best particle ([B, T, ...] for the keys of BEST, plus its log weight `best_log_weight` [B])."""
 
+    keys = best_keys(model)
+    extra = tuple(key for key in model.box_inputs if key not in keys)  # Only to draw the best particle's boxes.
+
     def run(frames, count, visible_count, seed):
         outputs = model(frames, seed=seed, num_particles=chunk)
-        log_weights = model_lib.sequence_log_weights(outputs, chunk)  # [B, c]
-        per_sequence = lambda key: tf.reshape(tf.reduce_sum(outputs[key], axis=0), [-1, chunk])  # noqa: E731
-        log_p = per_sequence("log_p_continuous") + per_sequence("log_p_discrete")
-        log_q = per_sequence("log_q_continuous") + per_sequence("log_q_discrete")
-        correct = lambda target: metrics_lib.count_correct(outputs["num_objects"], target, chunk)  # noqa: E731
+        log_weights = interface.sequence_log_weights(outputs, chunk)  # [B, c]
+        log_p, log_q = interface.log_prior_and_posterior(outputs, chunk)  # [B, c]
         quantities = {
             "log_weight": log_weights,
-            "log_likelihood": per_sequence("log_likelihood"),
+            "log_likelihood": interface.per_sequence(outputs, "log_likelihood", chunk),
             "kl": log_q - log_p,
-            "counting_accuracy": correct(count),  # [B, c]
-            "visible_counting_accuracy": correct(visible_count),  # [B, c]
-            "num_objects": metrics_lib.per_particle_frame_mean(outputs["num_objects"], chunk),
         }
-        best = model_lib.best_particle({key: outputs[key] for key in BEST + ("glimpses",)}, log_weights)
-        # The drawn-pixel boxes of the best particle only (the model's `boxes` would render every particle).
-        best["boxes"] = glimpse.drawn_boxes(best.pop("glimpses"), best["z_where"], best["z_pres"],
-                                            model.config.image_shape[:2])  # [B, T, N, 4]
+        if model.has_objects:
+            correct = lambda target: metrics_lib.count_correct(outputs["num_objects"], target, chunk)  # noqa: E731
+            quantities.update({
+                "counting_accuracy": correct(count),  # [B, c]
+                "visible_counting_accuracy": correct(visible_count),  # [B, c]
+                "num_objects": metrics_lib.per_particle_frame_mean(outputs["num_objects"], chunk),
+            })
+        best = interface.best_particle({key: outputs[key] for key in keys + extra}, log_weights)
+        if model.has_objects:
+            # The drawn-pixel boxes of the best particle only (the model's `boxes` would render every particle).
+            best["boxes"] = model.drawn_boxes(best)  # [B, T, N, 4]
+        for key in extra:
+            best.pop(key)
         best["best_log_weight"] = tf.reduce_max(log_weights, axis=1)
         return quantities, best
 
@@ -64,13 +86,13 @@ def chunk_function(model, chunk, jit_compile=False):
 class StreamingReducer:
     """Reduces particles chunk by chunk: IWAE, ELBO, ESS and importance-weighted means, in float64."""
 
-    def __init__(self, batch):
+    def __init__(self, batch, keys=WEIGHTED):
         self.count = 0
         self.max = np.full([batch], -np.inf)
         self.sum_w = np.zeros([batch])  # Σ e^{L − max}
         self.sum_w2 = np.zeros([batch])  # Σ e^{2(L − max)}
         self.sum_l = np.zeros([batch])  # Σ L (for the ELBO)
-        self.sums = {key: np.zeros([batch]) for key in WEIGHTED}
+        self.sums = {key: np.zeros([batch]) for key in keys}
         self.best = None
         self.best_log_weight = np.full([batch], -np.inf)
 
@@ -82,7 +104,7 @@ class StreamingReducer:
         w = np.exp(log_w - new_max[:, None])  # [B, c]
         self.sum_w = self.sum_w * rescale + w.sum(axis=1)
         self.sum_w2 = self.sum_w2 * rescale ** 2 + (w ** 2).sum(axis=1)
-        for key in WEIGHTED:
+        for key in self.sums:
             self.sums[key] = self.sums[key] * rescale + (w * np.asarray(quantities[key], np.float64)).sum(axis=1)
         self.sum_l += log_w.sum(axis=1)
         self.max = new_max
@@ -99,7 +121,7 @@ class StreamingReducer:
             self.best_log_weight = np.maximum(self.best_log_weight, best["best_log_weight"])
 
     def result(self):
-        """Per-sequence values [B]: iwae, elbo, ess and the importance-weighted means of WEIGHTED."""
+        """Per-sequence values [B]: iwae, elbo, ess and the importance-weighted means of the reducer's keys."""
         out = {"iwae": self.max + np.log(self.sum_w) - np.log(self.count), "elbo": self.sum_l / self.count,
                "ess": self.sum_w ** 2 / self.sum_w2}
         out.update({key: value / self.sum_w for key, value in self.sums.items()})
@@ -121,7 +143,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     """Evaluates `model` on a split with K = `num_particles` particles streamed in chunks.
 
     Args:
-      model: a `SQAIR`.
+      model: an `interface.SequenceModel`.
       data_dir, split: the data; `num_sequences`: the first this many sequences (None: all).
       num_particles: K; must be a multiple of `chunk` (or smaller than it, then one chunk of K).
       chunk: particles per forward pass (memory ∝ batch_size × chunk).
@@ -131,8 +153,8 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
       on_batch: optional callback(batch, per_sequence_result, best) after each batch (e.g. tracking metrics).
 
     Returns:
-      dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl, counting_accuracy,
-      visible_counting_accuracy, num_objects; plus num_sequences, num_particles, seconds, and the time and size of
+      dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl and, for a model with
+      objects, counting_accuracy, visible_counting_accuracy, num_objects; plus num_sequences, num_particles, seconds, and the time and size of
       the first batch (first_batch_seconds, first_batch_sequences; it includes tracing and compilation).
     """
     chunk = min(chunk, num_particles)
@@ -148,7 +170,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
         from tqdm import tqdm
         bar = tqdm(total=total, unit="seq", desc=f"eval {split} K={num_particles}", file=sys.stderr)
     for i, batch in enumerate(dataset_lib.checked_batches(ds, manifest)):
-        reducer = StreamingReducer(int(batch["frames"].shape[0]))
+        reducer = StreamingReducer(int(batch["frames"].shape[0]), weighted_keys(model))
         for j in range(num_particles // chunk):
             seed_ij = tf.random.experimental.stateless_fold_in(tf.constant([seed, i], tf.int32), j)
             quantities, best = run(batch["frames"], batch["count"], batch["visible_count"], seed_ij)

@@ -1,4 +1,4 @@
-"""`sqair-export`: write a trained SQAIR run as a TF Serving SavedModel with `track`, `generate` and `sample`.
+"""`sqair-export`: write a trained run as a TF Serving SavedModel with `track`, `generate` and `sample`.
 
     sqair-export --workdir runs/fast --out exports/sqair                # latest checkpoint, K = 5
     sqair-export --workdir runs/fast --out exports/sqair --k 10 --checkpoint runs/fast/checkpoints/ckpt-4000
@@ -33,6 +33,9 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
   sample
     in:  num_sequences int32 [], num_steps int32 [], seed int32 [2]
     out: as `generate`, with B = num_sequences
+A model without objects (the VRNN baseline, `--model mlp-vrnn` in sqair-train) has nothing to track: its export has
+`reconstruct` (also serving_default; in: frames as `track`; out: reconstruction and log_weight as `track`) in place of
+`track`, and `generate` and `sample` answer `frames` only.
 
 Bad requests fail inside the graph with an InvalidArgumentError naming the problem (so TF Serving returns it to the
 client): frames not of rank 5, H or W or channels not the model's, a batch or time of 0, NaN or infinite values,
@@ -120,34 +123,50 @@ def _batch_major(x):
 
 
 def _generated(outputs):
-    """The generated-steps answer of `generate` and `sample` from the model's time-major prior outputs."""
-    return {
-        "frames": _batch_major(outputs["canvas"]),  # [B, S, H, W, C]
-        "presence": _batch_major(outputs["z_pres"]),  # [B, S, N]
-        "boxes": _batch_major(outputs["boxes"]),  # [B, S, N, 4]
-        "object_ids": _batch_major(outputs["object_ids"]),  # [B, S, N]
-    }
+    """The generated-steps answer of `generate` and `sample` from the model's time-major prior outputs (frames
+    only for a model without objects)."""
+    answer = {"frames": _batch_major(outputs["canvas"])}  # [B, S, H, W, C]
+    if "z_pres" in outputs:
+        answer.update({
+            "presence": _batch_major(outputs["z_pres"]),  # [B, S, N]
+            "boxes": _batch_major(outputs["boxes"]),  # [B, S, N, 4]
+            "object_ids": _batch_major(outputs["object_ids"]),  # [B, S, N]
+        })
+    return answer
 
 
 def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
-    """The three endpoint functions and their input signatures, for `keras.export.ExportArchive.add_endpoint`.
+    """The endpoint functions and their input signatures, for `keras.export.ExportArchive.add_endpoint`.
+
+    A model with objects gets `track`, `generate` and `sample`; a model without objects (VRNN) has nothing to
+    track and gets `reconstruct` (its `reconstruction` and `log_weight`) in place of `track`.
 
     Returns:
-      dict name → (fn, input_signature), in the order the endpoints are added (`track` first).
+      dict name → (fn, input_signature), in the order the endpoints are added (`track` or `reconstruct` first,
+      which ExportArchive makes serving_default).
     """
     import tensorflow as tf
 
-    from sqair_tf import model as model_lib
+    from sqair_tf import interface
 
     image_shape = tuple(model.config.image_shape)
     k = int(num_particles)
 
-    def track(frames):
+    def best_of(frames, keys):
+        """The highest-weight of K particles [B, T, ...] and its sequence log weight [B]."""
         frames = _checked_frames(frames, image_shape)  # [B, T, H, W, C]
         outputs = model(frames, seed=tf.constant(TRACK_SEED, tf.int32), num_particles=k)  # [T, BK, ...]
-        log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
+        log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
+        best = interface.best_particle({key: outputs[key] for key in keys}, log_weights)  # [B, T, ...]
+        return best, tf.reduce_max(log_weights, axis=1)
+
+    def reconstruct(frames):
+        best, log_weight = best_of(frames, ("canvas",))
+        return {"reconstruction": best["canvas"], "log_weight": log_weight}  # [B, T, H, W, C], [B]
+
+    def track(frames):
         keys = ("z_pres", "boxes", "glimpse_boxes", "object_ids", "num_objects", "canvas", "z_what")
-        best = model_lib.best_particle({key: outputs[key] for key in keys}, log_weights)  # [B, T, ...]
+        best, log_weight = best_of(frames, keys)
         return {
             "presence": best["z_pres"],  # [B, T, N]
             "boxes": best["boxes"],  # [B, T, N, 4]
@@ -156,7 +175,7 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
             "counts": best["num_objects"],  # [B, T]
             "reconstruction": best["canvas"],  # [B, T, H, W, C]
             "z_what": best["z_what"],  # [B, T, N, D]
-            "log_weight": tf.reduce_max(log_weights, axis=1),  # [B]
+            "log_weight": log_weight,  # [B]
         }
 
     def generate(frames, num_steps, seed):
@@ -176,8 +195,9 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
     frames_spec = tf.TensorSpec([None, None] + list(image_shape), tf.float32, name="frames")
     count = lambda name: tf.TensorSpec([], tf.int32, name=name)  # noqa: E731
     seed_spec = tf.TensorSpec([2], tf.int32, name="seed")
+    first = ("track", track) if model.has_objects else ("reconstruct", reconstruct)
     return {
-        "track": (track, [frames_spec]),
+        first[0]: (first[1], [frames_spec]),
         "generate": (generate, [frames_spec, count("num_steps"), seed_spec]),
         "sample": (sample, [count("num_sequences"), count("num_steps"), seed_spec]),
     }
@@ -213,7 +233,7 @@ def directory_size(path):
 
 
 def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpoint=None, version=None):
-    """Exports a run's checkpoint as OUT_BASE/<version>/ with the `track`, `generate` and `sample` endpoints.
+    """Exports a run's checkpoint as OUT_BASE/<version>/ with the endpoints of `make_endpoints`.
 
     Args:
       workdir: a run directory written by `sqair-train`.
@@ -255,8 +275,10 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
         archive.write_out(tmp, verbose=False)
         info = {"workdir": os.path.abspath(workdir), "checkpoint": os.path.abspath(checkpoint), "step": step,
                 "num_particles": num_particles, "track_seed": list(TRACK_SEED),
-                "image_shape": list(config.model.image_shape), "num_slots": config.model.num_slots,
-                "z_what_dim": config.model.z_what_dim, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                "model": config.model_name, "image_shape": list(config.model.image_shape),
+                "num_slots": getattr(config.model, "num_slots", None),
+                "z_what_dim": getattr(config.model, "z_what_dim", None),
+                "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         # assets.extra/ is shipped with the model but not loaded by TF Serving: provenance for humans.
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "sqair_export.json"), "w") as f:

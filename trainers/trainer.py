@@ -36,8 +36,9 @@ import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
 from data_pipelines import records
+from sqair_tf import interface
 from sqair_tf import metrics as metrics_lib
-from sqair_tf import model as model_lib
+from sqair_tf import models
 from sqair_tf import objectives
 from trainers import config as config_lib
 from trainers import figures
@@ -50,7 +51,14 @@ class TrainingError(Exception):
 
 # Scalars returned by every training step, summed over the replica's sequences (divided by the global batch
 # after the cross-replica sum). Units: IWAE/ELBO per sequence; the rest per frame, importance-weighted (BUILD.md O4).
+# Models without objects (`interface.SequenceModel.has_objects`) have no OBJECT_METRICS.
 STEP_METRICS = ("loss", "iwae", "elbo", "log_likelihood", "kl", "num_objects", "counting_accuracy", "ess")
+OBJECT_METRICS = ("num_objects", "counting_accuracy")
+
+
+def step_metrics(model):
+    """The keys of STEP_METRICS that `model` reports."""
+    return tuple(key for key in STEP_METRICS if model.has_objects or key not in OBJECT_METRICS)
 
 
 def make_learning_rate(config):
@@ -70,28 +78,32 @@ def make_optimizer(config):
 
 
 def sequence_statistics(outputs, num_particles, true_count):
-    """Per-sequence training metrics [B] of one forward pass (see STEP_METRICS for the units)."""
-    log_weights = model_lib.sequence_log_weights(outputs, num_particles)  # [B, K]
+    """Per-sequence training metrics [B] of one forward pass (see STEP_METRICS for the units); the object metrics
+    only when the outputs have objects."""
+    log_weights = interface.sequence_log_weights(outputs, num_particles)  # [B, K]
     frame_mean = lambda key: metrics_lib.per_particle_frame_mean(outputs[key], num_particles)  # noqa: E731
-    log_p = frame_mean("log_p_continuous") + frame_mean("log_p_discrete")
-    log_q = frame_mean("log_q_continuous") + frame_mean("log_q_discrete")
+    discrete = ("_discrete",) if "log_q_discrete" in outputs else ()
+    log_p = sum(frame_mean("log_p" + part) for part in ("_continuous",) + discrete)  # [B, K]
+    log_q = sum(frame_mean("log_q" + part) for part in ("_continuous",) + discrete)  # [B, K]
     weighted = lambda values: metrics_lib.importance_weighted(values, log_weights)  # noqa: E731
-    return {
+    stats = {
         "iwae": objectives.iwae_bound(log_weights),
         "elbo": objectives.elbo(log_weights),
         "log_likelihood": weighted(frame_mean("log_likelihood")),
         "kl": weighted(log_q - log_p),
-        "num_objects": weighted(frame_mean("num_objects")),
-        "counting_accuracy": metrics_lib.counting_accuracy(outputs["num_objects"], true_count, log_weights),
         "ess": objectives.effective_sample_size(log_weights),
     }
+    if "num_objects" in outputs:
+        stats["num_objects"] = weighted(frame_mean("num_objects"))
+        stats["counting_accuracy"] = metrics_lib.counting_accuracy(outputs["num_objects"], true_count, log_weights)
+    return stats
 
 
 def loss_and_grads(model, config, frames, count, seed):
     """One replica's training loss, gradients and summed metrics (the body `jit_compile` applies to).
 
     Args:
-      model: a `SQAIR`; config: the `TrainConfig`.
+      model: a `interface.SequenceModel`; config: the `TrainConfig`.
       frames: [B, L, H, W, 1] this replica's sequences, already cut to the curriculum length L.
       count: int [B] digit count of each sequence (for the logged counting accuracy).
       seed: int32 [2] this replica's sampling seed.
@@ -104,9 +116,12 @@ def loss_and_grads(model, config, frames, count, seed):
     seq_len = frames.shape[1]
     with tf.GradientTape() as tape:
         outputs = model(frames, seed=seed, num_particles=k)
-        log_weights = model_lib.sequence_log_weights(outputs, k)  # [B, K]
-        discrete = tf.reshape(tf.reduce_sum(outputs["log_q_discrete"], axis=0), [-1, k])  # [B, K]
-        per_example = objectives.vimco_surrogate_loss(log_weights, discrete, signal=config.vimco_signal)  # [B]
+        log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
+        discrete = interface.discrete_log_prob(outputs, k)  # [B, K], None without discrete latents
+        if discrete is None:  # Every latent is reparameterised: the plain IWAE bound (paper §3).
+            per_example = -objectives.iwae_bound(log_weights)  # [B]
+        else:
+            per_example = objectives.vimco_surrogate_loss(log_weights, discrete, signal=config.vimco_signal)  # [B]
         per_example = per_example / float(seq_len)  # BUILD.md O5: "the loss is divided by the current L"
         loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
     grads = tape.gradient(loss, model.trainable_variables)
@@ -116,16 +131,18 @@ def loss_and_grads(model, config, frames, count, seed):
 
 
 def evaluate_batch(model, frames, count, seed, num_particles):
-    """Batch-mean metrics of `sequence_statistics` and the best particle's canvas/boxes/ids/presence [B, T, ...]."""
+    """Batch-mean metrics of `sequence_statistics` and the best particle's canvas (and boxes/ids/presence for a
+    model with objects) [B, T, ...]."""
     outputs = model(frames, seed=seed, num_particles=num_particles)
     stats = sequence_statistics(outputs, num_particles, count)
-    best = model_lib.best_particle({key: outputs[key] for key in ("canvas", "boxes", "object_ids", "z_pres")},
-                                   model_lib.sequence_log_weights(outputs, num_particles))
+    keys = ("canvas", "boxes", "object_ids", "z_pres") if model.has_objects else ("canvas",)
+    best = interface.best_particle({key: outputs[key] for key in keys},
+                                   interface.sequence_log_weights(outputs, num_particles))
     return {key: tf.reduce_mean(value) for key, value in stats.items()}, best
 
 
 class Trainer:
-    """Trains SQAIR in a run directory, resuming from its latest checkpoint.
+    """Trains a model (`config.model_name`) in a run directory, resuming from its latest checkpoint.
 
     Args:
       config: a `TrainConfig` (with `data_dir` set).
@@ -162,7 +179,7 @@ class Trainer:
         keras.utils.set_random_seed(cfg.seed)
         mean_image = np.asarray(self.train_manifest["mean_frame"], np.float32)[..., None]  # [H, W, 1]
         with self.strategy.scope():
-            self.model = model_lib.SQAIR(cfg.model, mean_image=mean_image, name="sqair")
+            self.model = models.build(cfg.model_name, cfg.model, mean_image=mean_image)
             h, w, c = cfg.model.image_shape
             self.model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
             self.optimizer = make_optimizer(cfg)
@@ -285,7 +302,8 @@ class Trainer:
 
     def _train_loop(self, iterator, num_steps, seq_len):
         """Runs `num_steps` steps; returns metric sums over the loop's applied steps and the count of skips."""
-        totals = {key: tf.constant(0.0) for key in STEP_METRICS}
+        keys = step_metrics(self.model)
+        totals = {key: tf.constant(0.0) for key in keys}
         applied = tf.constant(0.0)
         base_seed = tf.constant([self.config.seed, 0x5EED], tf.int32)
         for _ in tf.range(num_steps):
@@ -294,7 +312,7 @@ class Trainer:
             sums = {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                     for key, value in sums.items()}
             finite = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, finite, axis=None)  # Equal on replicas.
-            totals = {key: totals[key] + sums[key] for key in STEP_METRICS}
+            totals = {key: totals[key] + sums[key] for key in keys}
             applied += finite
             self.step.assign_add(1)
             self.nonfinite_in_row.assign(tf.where(finite > 0.5, tf.constant(0, tf.int64), self.nonfinite_in_row + 1))
@@ -407,7 +425,10 @@ class Trainer:
                 self._log_scalars(step, last)
                 if bar is not None:
                     bar.update(num)
-                    bar.set_postfix(L=seq_len, iwae=f"{last['iwae']:.0f}", acc=f"{last['counting_accuracy']:.3f}")
+                    postfix = dict(L=seq_len, iwae=f"{last['iwae']:.0f}")
+                    if "counting_accuracy" in last:
+                        postfix["acc"] = f"{last['counting_accuracy']:.3f}"
+                    bar.set_postfix(**postfix)
                 in_row = int(self.nonfinite_in_row.numpy())
                 if in_row >= cfg.max_nonfinite_in_row:
                     raise TrainingError(
@@ -422,8 +443,10 @@ class Trainer:
                     except tf.errors.DataLossError as e:
                         raise records.data_loss_error(self.eval_manifest, e) from None
                     last.update({f"held_out_{key}": value for key, value in held_out.items()})
-                    msg = (f"step {step}: held-out counting accuracy {held_out['counting_accuracy']:.4f}, "
-                           f"IWAE {held_out['iwae']:.1f} nats/seq")
+                    msg = f"step {step}: held-out "
+                    if "counting_accuracy" in held_out:
+                        msg += f"counting accuracy {held_out['counting_accuracy']:.4f}, "
+                    msg += f"IWAE {held_out['iwae']:.1f} nats/seq"
                     bar.write(msg) if bar is not None else self.log(msg)
                 if step % cfg.checkpoint_every == 0 or final:
                     self.save()

@@ -1,0 +1,65 @@
+"""The models of this package by name: what `TrainConfig.model_name` (and `sqair-train --model`) chooses.
+
+Each entry pairs an `interface.SequenceModel` subclass with its frozen config class and named config presets
+(`paper`: the size of the paper's model; `debug`: a tiny one for tests). BUILD.md "Models" describes each. Model
+classes are imported when a model is built, so reading or validating a config does not import TensorFlow.
+"""
+
+import dataclasses
+import importlib
+import typing
+
+from sqair_tf import config as config_lib
+
+
+class Entry(typing.NamedTuple):
+    model_class: str  # "module:Class", imported by `build`
+    config_class: type
+    presets: dict  # preset name → config instance
+    layer_name: str  # the Keras name of the built model
+
+
+_ENTRIES = {
+    "mlp-sqair": Entry("sqair_tf.model:SQAIR", config_lib.ModelConfig, config_lib.PRESETS, "sqair"),
+    "mlp-vrnn": Entry("sqair_tf.vrnn:VRNN", config_lib.VRNNConfig, config_lib.VRNN_PRESETS, "vrnn"),
+}
+DEFAULT = "mlp-sqair"
+
+
+def names():
+    """The registered model names, sorted."""
+    return sorted(_ENTRIES)
+
+
+def entry(name):
+    """The registry entry of `name`; a ValueError listing the known names otherwise."""
+    if name not in _ENTRIES:
+        raise ValueError(f"unknown model {name!r}; choose from {names()}")
+    return _ENTRIES[name]
+
+
+def config_class(name):
+    """The frozen config dataclass of model `name`."""
+    return entry(name).config_class
+
+
+def model_class(name):
+    """The `SequenceModel` subclass of model `name`."""
+    module, _, attribute = entry(name).model_class.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def preset(name, preset_name="paper", **overrides):
+    """Model `name`'s config preset `preset_name` with field overrides."""
+    presets = entry(name).presets
+    if preset_name not in presets:
+        raise ValueError(f"model {name!r} has no config preset {preset_name!r}; choose from {sorted(presets)}")
+    return dataclasses.replace(presets[preset_name], **overrides)
+
+
+def build(name, config, mean_image=None):
+    """An unbuilt model `name` with `config` (of the model's config class) and an optional mean image [H, W, C]."""
+    e = entry(name)
+    if not isinstance(config, e.config_class):
+        raise ValueError(f"model {name!r} needs a {e.config_class.__name__}, got a {type(config).__name__}")
+    return model_class(name)(config, mean_image=mean_image, name=e.layer_name)

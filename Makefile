@@ -21,7 +21,7 @@ pretrained: $(VENV)/.installed
 	test -f runs/mnist_data/train.json || $(VENV)/bin/sqair-data generate --out runs/mnist_data --split train --num 60000 --seed 0
 	test -f runs/mnist_data/test.json || $(VENV)/bin/sqair-data generate --out runs/mnist_data --split test --num 10000 --seed 1
 	$(VENV)/bin/sqair-train --workdir runs/track_s$(SEED) --preset tracking --data runs/mnist_data --set seed=$(SEED)
-	$(VENV)/bin/python -m trainers.pretrained --workdir runs/track_s$(SEED) --checkpoint runs/track_s$(SEED)/checkpoints/ckpt-25000 --name mnist --data runs/mnist_data --num 1000
+	$(VENV)/bin/python -m tools.package_pretrained --workdir runs/track_s$(SEED) --checkpoint runs/track_s$(SEED)/checkpoints/ckpt-25000 --name mnist --data runs/mnist_data --num 1000
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

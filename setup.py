@@ -32,8 +32,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.14",
-    packages=find_packages(include=["sqair_tf", "sqair_tf.*", "trainers", "trainers.*", "data_pipelines",
-                                    "data_pipelines.*"]),
+    packages=find_packages(include=[f"{name}{suffix}" for name in (
+        "sqair_tf", "data_pipelines", "trainers", "evaluation", "serving", "tools") for suffix in ("", ".*")]),
     package_data={"data_pipelines": ["assets/*.npz", "assets/*.md"],
                   "trainers": ["pretrained_models/*/*"]},
     install_requires=INSTALL_REQUIRES,
@@ -41,10 +41,10 @@ setup(
     entry_points={
         "console_scripts": [
             "sqair-data=data_pipelines.cli:run",
-            "sqair-demo=trainers.demo:run",
-            "sqair-export=trainers.export:run",
+            "sqair-demo=tools.demo:run",
+            "sqair-export=serving.export:run",
             "sqair-train=trainers.train:run",
-            "sqair-eval=trainers.eval_cli:run",
+            "sqair-eval=evaluation.cli:run",
         ],
     },
 )

@@ -27,7 +27,7 @@ def main():
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                         help="pass --jit / --no-jit to sqair-eval (default: sqair-eval's own default)")
     args = parser.parse_args()
-    command = [sys.executable, "-m", "trainers.eval_cli", "--workdir", args.workdir, "--k", str(args.k),
+    command = [sys.executable, "-m", "evaluation.cli", "--workdir", args.workdir, "--k", str(args.k),
                "--num", str(args.num), "--chunk", str(args.chunk), "--batch", str(args.batch), "--no-addition",
                "--no-progress"] + ({True: ["--jit"], False: ["--no-jit"], None: []}[args.jit])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -1,6 +1,6 @@
 """Cost of serving a trained run (issue 6): export time, SavedModel size, `track` latency.
 
-Exports WORKDIR's latest checkpoint to a temporary base with `trainers.export.export_model`, reloads it with
+Exports WORKDIR's latest checkpoint to a temporary base with `serving.export.export_model`, reloads it with
 `tf.saved_model.load` (what a client sees) and times the `track` signature on 1 and 32 sequences of T frames at the
 model's image size: one warm-up call per batch size, then the median of --repeats calls.
 
@@ -34,7 +34,7 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from trainers import export
+    from serving import export
 
     print("command:", " ".join([os.path.basename(sys.executable)] + sys.argv))
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs")

@@ -1,7 +1,7 @@
 """Time to quality (issue 4): train a preset for a wall-clock budget and measure held-out counting accuracy.
 
 Every `--every` minutes of training wall time, training pauses and the model is evaluated on the first
-`--num-eval` test sequences (full length, K particles, `trainers.evaluation.evaluate_split`); the evaluation time
+`--num-eval` test sequences (full length, K particles, `trainers.evaluator.evaluate_split`); the evaluation time
 is not counted as training time. Each point is printed and appended to WORKDIR/time_to_quality.jsonl.
 
 Usage:
@@ -30,7 +30,7 @@ def main():
     args = parser.parse_args()
 
     from trainers import config as config_lib
-    from trainers import evaluation
+    from evaluation import evaluator
     from trainers import trainer as trainer_lib
 
     config = config_lib.preset(args.preset, [f"data_dir={args.data}"] + args.set)
@@ -38,7 +38,7 @@ def main():
     log_path = os.path.join(args.workdir, "time_to_quality.jsonl")
 
     def evaluate(train_seconds):
-        result = evaluation.evaluate_split(trainer.model, args.data, "test", args.num_eval, config.num_particles,
+        result = evaluator.evaluate_split(trainer.model, args.data, "test", args.num_eval, config.num_particles,
                                            seed=1)
         point = {"train_minutes": round(train_seconds / 60, 2), "step": int(trainer.step.numpy()),
                  "seq_len": config.seq_len(int(trainer.step.numpy()), trainer.data_len), **result}

@@ -1,7 +1,7 @@
 """Tracking quality against training steps (issue 10): every checkpoint of one or more runs, scored on held-out data.
 
 For each run directory and each checkpoint it keeps (the `tracking` preset keeps one every 1,000 steps), this runs
-`sqair-eval`'s evaluation (`trainers.eval_cli.run_evaluation`) on the first `--num` test sequences at full length
+`sqair-eval`'s evaluation (`evaluation.cli.run_evaluation`) on the first `--num` test sequences at full length
 (T = 10) with `--k` particles and no addition experiment, and appends one line per checkpoint to
 RUN/quality_curve.jsonl (checkpoints already there are skipped, so the benchmark resumes). It then prints, per run
 and step: the curriculum length L, the paper's counting accuracy, the per-frame visible-digit accuracy, MOTA, IDF1,
@@ -41,7 +41,8 @@ def evaluate_run(workdir, num, k, data, every=1):
     returns all its lines for (num, k) by step."""
     from sqair_tf import glimpse
     from trainers import config as config_lib
-    from trainers import eval_cli, run_history
+    from evaluation import cli as eval_cli
+    from trainers import run_history
 
     path = os.path.join(workdir, "quality_curve.jsonl")
     done = {}

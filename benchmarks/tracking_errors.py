@@ -81,16 +81,17 @@ def main():
     parser.add_argument("--data", help="data directory (default: the run's own)")
     args = parser.parse_args()
 
-    from sqair_tf import tracking_metrics
-    from trainers import checkpoints, evaluation
+    from evaluation import tracking_metrics
+    from evaluation import evaluator
+    from trainers import checkpoints
 
     model, config, step = checkpoints.load_model(args.run, args.checkpoint)
     sequences = []
 
     def on_batch(batch, _, best):
-        sequences.extend(evaluation.tracking_sequences(batch, best))
+        sequences.extend(evaluator.tracking_sequences(batch, best))
 
-    evaluation.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
+    evaluator.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
                         seed=0, jit_compile=True, on_batch=on_batch, progress=True)
     t = tracking_metrics.evaluate_tracking(sequences)
     c = classify(sequences, config.model.image_shape[0])

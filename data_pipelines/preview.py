@@ -1,7 +1,8 @@
 """Pictures of sequences: one row per sequence, one column per frame, boxes coloured by object id.
 
-Used for the data preview and, later, by the trainer and evaluator for ground truth and inferred boxes alike: the
-colour of a box depends only on its object id, so a tracked object keeps its colour across frames.
+Used for the data preview and by the trainer and evaluator for ground truth and inferred boxes alike (inputs over
+their reconstructions: `reconstruction_grid`): the colour of a box depends only on its object id, so a tracked object
+keeps its colour across frames.
 """
 
 import numpy as np
@@ -62,3 +63,28 @@ def sequence_grid(frames, boxes=None, object_ids=None, present=None, row_titles=
                 draw.rectangle([left + x0, top + y0, left + max(x1 - 1, x0), top + max(y1 - 1, y0)],
                                outline=id_colour(object_id))
     return image
+
+
+def reconstruction_grid(frames, reconstruction, boxes=None, object_ids=None, presence=None, scale=2):
+    """Rows of input frames, each followed by its reconstruction with the inferred boxes.
+
+    Args:
+      frames: [R, T, H, W, 1] inputs in [0, 1].
+      reconstruction: [R, T, H, W, 1] the model's canvas (clipped to [0, 1] for display).
+      boxes: [R, T, N, 4] inferred boxes in pixels; object_ids int [R, T, N]; presence [R, T, N] (0/1); all None
+        for a model without objects.
+      scale: pixel upscaling.
+
+    Returns:
+      A `PIL.Image` with 2R rows: input (with the inferred boxes) and reconstruction (with the same boxes).
+    """
+    frames, reconstruction = np.asarray(frames), np.asarray(reconstruction)
+    rows = np.stack([frames, reconstruction], axis=1).reshape((-1,) + frames.shape[1:])  # [2R, T, H, W, 1]
+    twice = lambda x: None if x is None else np.repeat(np.asarray(x), 2, axis=0)  # noqa: E731  (same boxes)
+    titles = [name for _ in range(frames.shape[0]) for name in ("input", "recon")]
+    return sequence_grid(rows, twice(boxes), twice(object_ids), twice(presence), row_titles=titles, scale=scale)
+
+
+def as_summary_image(image):
+    """A PIL image as the uint8 [1, H, W, 3] batch `tf.summary.image` takes."""
+    return np.asarray(image.convert("RGB"), np.uint8)[None]

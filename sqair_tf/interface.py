@@ -52,6 +52,18 @@ class SequenceModel(keras.Model):
     box_inputs = ()
     representation_keys = ()
 
+    def build(self, input_shape=None):
+        """Sublayers build themselves on the first call (their shapes depend on the particle count)."""
+        self.built = True
+
+    def _check_frames(self, frames):
+        """`frames` as a float32 tensor, or a ValueError naming the shape [B, T, H, W, C] the model expects."""
+        frames = tf.convert_to_tensor(frames, tf.float32)
+        if frames.shape.rank != 5 or tuple(frames.shape[2:]) != self.config.image_shape:
+            raise ValueError(f"frames must have shape [B, T, {', '.join(map(str, self.config.image_shape))}], "
+                             f"got {frames.shape}")
+        return frames
+
     def call(self, frames, seed, num_particles=1):
         """Inference with K particles; returns the time-major outputs of the module docstring."""
         raise NotImplementedError

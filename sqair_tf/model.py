@@ -83,17 +83,6 @@ class SQAIR(interface.SequenceModel):
         self.config = config
         self.cell = timestep.SQAIRCell(config, mean_image, name="sqair_cell")
 
-    def build(self, input_shape=None):
-        """Sublayers build themselves on the first call (their shapes depend on the particle count)."""
-        self.built = True
-
-    def _check_frames(self, frames):
-        frames = tf.convert_to_tensor(frames, tf.float32)
-        if frames.shape.rank != 5 or tuple(frames.shape[2:]) != self.config.image_shape:
-            raise ValueError(f"frames must have shape [B, T, {', '.join(map(str, self.config.image_shape))}], "
-                             f"got {frames.shape}")
-        return frames
-
     def call(self, frames, seed, num_particles=1):
         frames = self._check_frames(frames)
         outputs, _ = self._infer(frames, seed, num_particles)

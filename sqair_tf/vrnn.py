@@ -64,17 +64,6 @@ class VRNN(interface.SequenceModel):
         init = "zeros" if mean_image is None else (lambda shape, dtype=None: tf.constant(mean_image, dtype, shape))
         self.mean_image = self.add_weight(shape=config.image_shape, initializer=init, name="mean_image")
 
-    def build(self, input_shape=None):
-        """Sublayers build themselves on the first call."""
-        self.built = True
-
-    def _check_frames(self, frames):
-        frames = tf.convert_to_tensor(frames, tf.float32)
-        if frames.shape.rank != 5 or tuple(frames.shape[2:]) != self.config.image_shape:
-            raise ValueError(f"frames must have shape [B, T, {', '.join(map(str, self.config.image_shape))}], "
-                             f"got {frames.shape}")
-        return frames
-
     def _render(self, z, h):
         """(φ_z(z), canvas [BK, H, W, C]) of latent z [BK, Z] given the state h [BK, H]."""
         phi_z = self.latent_features(z)  # [BK, H]

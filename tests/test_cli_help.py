@@ -12,7 +12,10 @@ import sys
 import pytest
 
 from data_pipelines import cli as data_cli
-from trainers import demo, eval_cli, export, train
+from evaluation import cli as eval_cli
+from serving import export
+from tools import demo
+from trainers import train
 
 BIN = os.path.dirname(sys.executable)
 COMMANDS = {  # console script → (its parser, sub-command or None)

@@ -16,7 +16,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
 
 def _demo(rundir):
     return subprocess.run(
-        [sys.executable, "-m", "trainers.demo", "--workdir", rundir, "--num-train", "64", "--num-test", "16",
+        [sys.executable, "-m", "tools.demo", "--workdir", rundir, "--num-train", "64", "--num-test", "16",
          "--preset", "debug", "--set", "model.image_shape=50,50,1", "--set", "total_steps=4", "--no-jit",
          "--no-progress"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900)
 

@@ -16,7 +16,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
 
 
 def _eval(*args):
-    return subprocess.run([sys.executable, "-m", "trainers.eval_cli", *args], cwd=REPO, env=ENV,
+    return subprocess.run([sys.executable, "-m", "evaluation.cli", *args], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -29,15 +29,16 @@ def test_eval_writes_report_table_and_figures(debug_run):
         report = json.load(f)
     assert (report["step"], report["k"], report["chunk"], report["num_sequences"], report["seed"]) == (2, 4, 2, 6, 0)
     # The numbers are the evaluator's on exactly those sequences: recomputed here in-process with the same seeds.
-    from trainers import checkpoints, evaluation
+    from evaluation import evaluator
+    from trainers import checkpoints
 
     model, config, _ = checkpoints.load_model(debug_run)
-    direct = evaluation.evaluate(model, config.data_dir, "test", 6, 4, chunk=2, batch_size=10, seed=0)
+    direct = evaluator.evaluate(model, config.data_dir, "test", 6, 4, chunk=2, batch_size=10, seed=0)
     for key, name in (("log_px_iwae", "iwae"), ("elbo", "elbo"), ("counting_accuracy", "counting_accuracy"),
                       ("log_likelihood", "log_likelihood"), ("kl", "kl")):
         np.testing.assert_allclose(report[key], direct[name], rtol=1e-5, atol=1e-3, err_msg=key)
     assert report["log_px_iwae"] >= report["elbo"] - 1e-3  # IWAE ≥ the mean ELBO of its particles (Jensen).
-    ds, _, _ = evaluation.stream_batches(config.data_dir, "test", 6, 6)
+    ds, _, _ = evaluator.stream_batches(config.data_dir, "test", 6, 6)
     visible = int(next(iter(ds))["visible"].numpy().sum())
     t = report["tracking"]
     assert t["num_gt_dets"] == visible == t["TP"] + t["FN"]  # Every visible digit is scored, matched or missed.

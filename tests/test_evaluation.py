@@ -9,7 +9,7 @@ from sqair_tf import interface
 from sqair_tf import config as model_config_lib
 from sqair_tf import model as model_lib
 from sqair_tf import objectives
-from trainers import evaluation
+from evaluation import evaluator
 
 
 def test_streaming_reduction_equals_the_reduction_of_all_particles_at_once():
@@ -18,8 +18,8 @@ def test_streaming_reduction_equals_the_reduction_of_all_particles_at_once():
     # Log weights spread over hundreds of nats, as SQAIR's are; one chunk dominates one sequence.
     log_w = rng.normal(6000.0, 200.0, size=(b, chunks * c))
     log_w[1, 13] += 900.0
-    quantities = {key: rng.normal(size=(b, chunks * c)) for key in evaluation.WEIGHTED}
-    reducer = evaluation.StreamingReducer(b)
+    quantities = {key: rng.normal(size=(b, chunks * c)) for key in evaluator.WEIGHTED}
+    reducer = evaluator.StreamingReducer(b)
     for j in range(chunks):
         part = slice(j * c, (j + 1) * c)
         reducer.add(dict({key: v[:, part] for key, v in quantities.items()}, log_weight=log_w[:, part]))
@@ -33,8 +33,8 @@ def test_streaming_reduction_equals_the_reduction_of_all_particles_at_once():
 
 
 def test_streaming_keeps_the_best_particle_over_all_chunks():
-    reducer = evaluation.StreamingReducer(2)
-    zeros = {key: np.zeros((2, 1)) for key in evaluation.WEIGHTED}
+    reducer = evaluator.StreamingReducer(2)
+    zeros = {key: np.zeros((2, 1)) for key in evaluator.WEIGHTED}
     for j, (lw, marker) in enumerate([([1.0, 5.0], 0), ([3.0, 2.0], 1), ([2.0, 4.0], 2)]):
         best = {"boxes": np.full((2, 3), marker), "best_log_weight": np.array(lw)}
         reducer.add(dict(zeros, log_weight=np.array(lw)[:, None]), best)
@@ -51,9 +51,9 @@ def tiny_model():
 
 def test_chunked_evaluation_equals_the_direct_computation(debug_data, tiny_model):
     """K = 4 in 2 chunks of 2: the evaluator's numbers equal the reduction of the 2 direct model calls."""
-    result = evaluation.evaluate(tiny_model, debug_data, "test", num_sequences=3, num_particles=4, chunk=2,
+    result = evaluator.evaluate(tiny_model, debug_data, "test", num_sequences=3, num_particles=4, chunk=2,
                                  batch_size=3, seed=5)
-    ds, _, _ = evaluation.stream_batches(debug_data, "test", 3, 3)
+    ds, _, _ = evaluator.stream_batches(debug_data, "test", 3, 3)
     batch = next(iter(ds))
     log_w, counts_ok = [], []
     for j in range(2):
@@ -72,9 +72,9 @@ def test_chunked_evaluation_equals_the_direct_computation(debug_data, tiny_model
 
 
 def test_one_chunk_equals_one_call_with_all_particles(debug_data, tiny_model):
-    result = evaluation.evaluate(tiny_model, debug_data, "test", num_sequences=2, num_particles=3, chunk=3,
+    result = evaluator.evaluate(tiny_model, debug_data, "test", num_sequences=2, num_particles=3, chunk=3,
                                  batch_size=2, seed=1)
-    batch = next(iter(evaluation.stream_batches(debug_data, "test", 2, 2)[0]))
+    batch = next(iter(evaluator.stream_batches(debug_data, "test", 2, 2)[0]))
     out = tiny_model(batch["frames"], seed=tf.random.experimental.stateless_fold_in(tf.constant([1, 0]), 0),
                      num_particles=3)
     lw = interface.sequence_log_weights(out, 3).numpy().astype(np.float64)
@@ -84,4 +84,4 @@ def test_one_chunk_equals_one_call_with_all_particles(debug_data, tiny_model):
     expected = np.mean(logsumexp(lw, 1) - np.log(3))
     assert result["iwae"] == pytest.approx(expected, abs=4 * float(np.finfo(np.float32).eps) * float(terms))
     with pytest.raises(ValueError, match="multiple of the chunk size"):
-        evaluation.evaluate(tiny_model, debug_data, "test", 2, num_particles=5, chunk=2)
+        evaluator.evaluate(tiny_model, debug_data, "test", 2, num_particles=5, chunk=2)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from sqair_tf import interface
 from trainers import checkpoints
-from trainers import export
+from serving import export
 
 pytestmark = pytest.mark.slow  # a trained run, SavedModel exports and fresh processes
 
@@ -405,7 +405,7 @@ def test_cli_exports_and_prints_path_size_and_signatures(run_dir, tmp_path):
 
 
 def test_cli_help_and_errors(run_dir, tmp_path, capsys):
-    help_text = subprocess.run([sys.executable, "-m", "trainers.export", "--help"], cwd=REPO, env=ENV,
+    help_text = subprocess.run([sys.executable, "-m", "serving.export", "--help"], cwd=REPO, env=ENV,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0
     for flag in ("--workdir", "--out", "--k", "--checkpoint", "--version"):

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers import eval_cli, evaluation, export, pretrained
+from evaluation import cli as eval_cli
+from evaluation import evaluator
+from serving import export
+from trainers import pretrained
 
 pytestmark = pytest.mark.slow  # the full-size shipped model on 200 sequences, and its export
 
@@ -76,7 +79,7 @@ def test_sqair_export_pretrained_writes_a_saved_model_that_tracks(test_split, tm
     assert out.returncode == 0, out.stderr[-2000:]
     (version,) = os.listdir(base)
     assert int(version) == pretrained.provenance("mnist")["step"]
-    ds, _, _ = evaluation.stream_batches(test_split, "test", 32, 32)
+    ds, _, _ = evaluator.stream_batches(test_split, "test", 32, 32)
     batch = next(iter(ds))
     shown = batch["count"].numpy() > 0  # Sequences with digits.
     frames, visible = batch["frames"].numpy()[shown], batch["visible"].numpy()[shown].sum(-1)  # [B', T, ...], [B', T]

@@ -1,10 +1,10 @@
-"""Tests for sqair_tf/tracking_metrics.py: TrackEval HOTA / CLEAR / Identity on hand-built tracks with known answers."""
+"""Tests for evaluation/tracking_metrics.py: TrackEval HOTA / CLEAR / Identity on hand-built tracks with known answers."""
 import warnings
 
 import numpy as np
 import pytest
 
-from sqair_tf import tracking_metrics
+from evaluation import tracking_metrics
 
 BOX_A = [0, 0, 10, 10]  # (y_min, x_min, y_max, x_max), 10 x 10 px
 BOX_B = [20, 20, 30, 30]  # disjoint from BOX_A

@@ -67,7 +67,7 @@ def test_corrupted_shard_is_refused_before_training_by_train_and_eval(debug_data
     with open(test_shard, "r+b") as f:
         f.seek(os.path.getsize(test_shard) // 2)
         f.write(b"\xa5" * 32)
-    out = subprocess.run([sys.executable, "-m", "trainers.eval_cli", "--workdir", debug_run, "--data", data, "--k", "2",
+    out = subprocess.run([sys.executable, "-m", "evaluation.cli", "--workdir", debug_run, "--data", data, "--k", "2",
                           "--num", "4", "--no-addition", "--no-jit", "--no-progress", "--out", str(tmp_path / "eval")],
                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert out.returncode == 2 and "Traceback" not in out.stderr

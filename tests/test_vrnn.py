@@ -110,7 +110,7 @@ def test_train_eval_export_end_to_end(debug_data, tmp_path):
     assert refused.returncode == 2 and "model_name: 'mlp-vrnn' in the run, 'mlp-sqair' requested" in refused.stderr
 
     out = str(tmp_path / "eval")
-    ev = run("trainers.eval_cli", "--workdir", workdir, "--k", "2", "--chunk", "2", "--num", "4", "--no-jit",
+    ev = run("evaluation.cli", "--workdir", workdir, "--k", "2", "--chunk", "2", "--num", "4", "--no-jit",
              "--addition-train", "8", "--figures", "--out", out, "--no-progress")
     assert ev.returncode == 0, ev.stderr[-2000:]
     with open(os.path.join(out, "test-step8-k2.json")) as f:
@@ -120,7 +120,7 @@ def test_train_eval_export_end_to_end(debug_data, tmp_path):
     assert "| MOTA | n/a | mlp-vrnn has no objects |" in ev.stdout
     assert os.path.getsize(report["figures"]["reconstruction"]) > 0 and "glimpses" not in report["figures"]
 
-    ex = run("trainers.export", "--workdir", workdir, "--out", str(tmp_path / "export"), "--k", "2")
+    ex = run("serving.export", "--workdir", workdir, "--out", str(tmp_path / "export"), "--k", "2")
     assert ex.returncode == 0, ex.stderr[-2000:]
     loaded = tf.saved_model.load(os.path.join(str(tmp_path / "export"), "8"))
     assert set(loaded.signatures) == {"reconstruct", "generate", "sample", "serving_default"}

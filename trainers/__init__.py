@@ -1,1 +1,1 @@
-"""Training loops for SQAIR."""
+"""Training: the loop, optimizers, configs, checkpoints, shipped models and `sqair-train`."""

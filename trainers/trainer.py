@@ -35,13 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
+from data_pipelines import preview
 from data_pipelines import records
 from sqair_tf import interface
 from sqair_tf import metrics as metrics_lib
 from sqair_tf import models
 from sqair_tf import objectives
 from trainers import config as config_lib
-from trainers import figures
 from trainers import rmsprop_tf1
 
 
@@ -350,8 +350,10 @@ class Trainer:
             for key, value in stats.items():
                 tf.summary.scalar(f"held_out/{key}", value)
             if images:
-                tf.summary.image("reconstruction", figures.as_summary_image(
-                    figures.reconstruction_figure_of(batch["frames"], best, rows=4)))
+                rows = lambda x: None if x is None else x[:4]  # noqa: E731
+                tf.summary.image("reconstruction", preview.as_summary_image(preview.reconstruction_grid(
+                    rows(batch["frames"]), rows(best["canvas"]), rows(best.get("boxes")), rows(best.get("object_ids")),
+                    rows(best.get("z_pres")))))
         return stats
 
     # ----------------------------------------------------------------------------------------------------------

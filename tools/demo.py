@@ -179,7 +179,7 @@ def _evaluate(args, workdir, checkpoint, data_dir, out, figures):
     """`sqair-eval` of a run or shipped model on the demo's test split; returns (report, markdown), both written."""
     import json
 
-    from trainers import eval_cli
+    from evaluation import cli as eval_cli
 
     ns = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data_dir, split="test", k=args.k,
                                num=args.num_test, chunk=args.k, batch=50, seed=args.seed, jit=args.jit, iou=0.5,
@@ -213,7 +213,8 @@ def _train(args, data_dir, train_dir, seconds):
 def _export_and_track(workdir, checkpoint, export_base, data_dir, step, num=3):
     """Exports the model (reusing an export of this step on a re-run) and runs `track` from the SavedModel on the
     first `num` held-out sequences that show digits."""
-    from trainers import eval_cli, export
+    from evaluation import cli as eval_cli
+    from serving import export
 
     path = os.path.join(export_base, str(step))
     if not os.path.isdir(path):

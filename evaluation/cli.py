@@ -12,9 +12,9 @@ runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures
   per frame against the number of visible digits;
 - tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the pixels each
   present object draws, `glimpse.drawn_boxes`) and the visible ground-truth digits, IoU threshold 0.5, computed by
-  TrackEval (`sqair_tf/tracking_metrics.py`); and the IoU distribution of matched pairs for the drawn boxes and the
+  TrackEval (`evaluation/tracking_metrics.py`); and the IoU distribution of matched pairs for the drawn boxes and the
   glimpse footprints;
-- the addition experiment (`trainers/addition.py`): a 19-way classifier of the sum of visible digits from the
+- the addition experiment (`evaluation/addition.py`): a 19-way classifier of the sum of visible digits from the
   model's per-frame representation, trained on the training split;
 - the number of sequences, K, the seed, the checkpoint and its step, wall time.
 With `--figures`: PNG and GIF of reconstructions (held-out sequences that show digits), glimpses, conditional
@@ -68,7 +68,8 @@ def _collect_representations(model, data_dir, split, num, num_particles, seed, p
     """Per-frame representations and addition targets of the first `num` sequences of a split."""
     import numpy as np
 
-    from trainers import addition, evaluation
+    from evaluation import addition
+    from evaluation import evaluator
 
     xs, ys = [], []
 
@@ -77,7 +78,7 @@ def _collect_representations(model, data_dir, split, num, num_particles, seed, p
         xs.append(representation.reshape(-1, representation.shape[-1]))
         ys.append(addition.frame_targets(batch["labels"].numpy(), batch["visible"].numpy()).reshape(-1))
 
-    evaluation.evaluate(model, data_dir, split, num, num_particles, chunk=num_particles, batch_size=50, seed=seed,
+    evaluator.evaluate(model, data_dir, split, num, num_particles, chunk=num_particles, batch_size=50, seed=seed,
                         on_batch=on_batch, progress=progress)
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -86,8 +87,10 @@ def run_evaluation(args):
     """Everything `sqair-eval` computes; returns (report dict, markdown text)."""
     import tensorflow as tf
 
-    from sqair_tf import tracking_metrics
-    from trainers import addition, checkpoints, evaluation
+    from evaluation import addition
+    from evaluation import evaluator
+    from evaluation import tracking_metrics
+    from trainers import checkpoints
 
     start = time.perf_counter()
     model, config, step = checkpoints.load_model(args.workdir, args.checkpoint)
@@ -96,9 +99,9 @@ def run_evaluation(args):
     sequences = []
 
     def on_batch(batch, _, best):
-        sequences.extend(evaluation.tracking_sequences(batch, best))
+        sequences.extend(evaluator.tracking_sequences(batch, best))
 
-    main = evaluation.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
+    main = evaluator.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
                                batch_size=args.batch, seed=args.seed, jit_compile=args.jit,
                                on_batch=on_batch if model.has_objects else None, progress=progress)
     tracking, box_iou = None, None  # A model without objects: every object metric is n/a (paper Table 1).
@@ -193,9 +196,9 @@ def sequences_with_digits(data_dir, split, rows, search=64):
     """
     import numpy as np
 
-    from trainers import evaluation
+    from evaluation import evaluator
 
-    ds, _, _ = evaluation.stream_batches(data_dir, split, search, search)
+    ds, _, _ = evaluator.stream_batches(data_dir, split, search, search)
     batch = next(iter(ds))
     count = batch["count"].numpy()  # [B]
     order = sorted(range(len(count)), key=lambda b: (-min(int(count[b]), 2), b))[:rows]
@@ -208,8 +211,9 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
     import numpy as np
     import tensorflow as tf
 
+    from data_pipelines import preview
+    from evaluation import figures
     from sqair_tf import interface
-    from trainers import figures
 
     out_dir = os.path.join(args.out, "figures")
     os.makedirs(out_dir, exist_ok=True)
@@ -264,7 +268,7 @@ def write_figures(model, config, step, data_dir, args, rows=4, samples=3, observ
     writer = tf.summary.create_file_writer(args.tensorboard)
     with writer.as_default(step=step):
         for name, image in images.items():
-            tf.summary.image(f"figures/{name}", figures.as_summary_image(image))
+            tf.summary.image(f"figures/{name}", preview.as_summary_image(image))
     writer.flush()
     return paths
 

@@ -1,0 +1,1 @@
+"""Serving: the SavedModel endpoints for TF Serving and `sqair-export`."""

@@ -1,0 +1,150 @@
+"""Packages a training run's checkpoint as a model shipped inside the package (BUILD.md, "Pretrained models").
+
+`package(...)` writes `trainers/pretrained_models/<name>/` (the layout `trainers/pretrained.py` documents) with the
+held-out figures measured on the shipped weights; maintainers run it when a better model is trained:
+
+    python -m tools.package_pretrained --workdir runs/track_s0 --checkpoint runs/track_s0/checkpoints/ckpt-25000 \\
+        --name mnist --data DATA --num 1000
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from trainers.pretrained import ROOT, WEIGHTS
+
+
+def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, out_root=ROOT):
+    """Writes OUT_ROOT/NAME from a run's checkpoint: weights only, config and provenance with held-out figures.
+
+    Args:
+      workdir: the training run directory.
+      checkpoint: the checkpoint prefix to ship.
+      name: the model's name (`--pretrained NAME`).
+      data_dir: data with a `test` split, for the held-out figures recorded in the provenance.
+      num, k: test sequences and particles of those figures.
+      training: dict of facts about the training (command, commits) to record, or None; the wall-clock minutes
+        to the shipped step are added from the run's TensorBoard log (`run_history`) when it has them.
+      out_root: parent directory (the package's own by default).
+
+    Returns:
+      The provenance dict. The directory is written next to its final place and renamed into it, so a crash leaves
+      the previous model (or none), never a half-written one.
+    """
+    import types
+
+    import tensorflow as tf
+
+    from data_pipelines import generate, moving_mnist, records
+    from sqair_tf import glimpse
+    from evaluation import cli as eval_cli
+    from trainers import checkpoints, run_history
+
+    model, config, step = checkpoints.load_model(workdir, checkpoint)
+    training = dict(training or {})
+    minutes = run_history.training_minutes(workdir)
+    if step in minutes:
+        training.setdefault("wall_clock_minutes", round(minutes[step], 1))
+        training.setdefault("wall_clock_note", "training loops only (trainers/run_history.py), on the 2-core "
+                                               "machine that trained it, partly shared with other work")
+
+    def held_out(data, num):
+        args = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data, split="test", k=k, num=num,
+                                     chunk=k, batch=50, seed=0, jit=True, iou=0.5, no_addition=True,
+                                     figures=False, no_progress=False, addition_train=0, out=None)
+        report, _ = eval_cli.run_evaluation(args)
+        tracking = report["tracking"]
+        manifest = records.read_manifest(data, "test")
+        return {"data": f"the first {report['num_sequences']} of a test split of {manifest['num_sequences']} "
+                        f"sequences, generator seed {manifest['seed']} ({manifest['digits'].split(' (')[0]})",
+                "split": "test", "num_sequences": report["num_sequences"],
+                "k": k, "num_frames": manifest["generator"]["num_frames"],
+                "counting_accuracy": report["counting_accuracy"],
+                "visible_counting_accuracy": report["visible_counting_accuracy"],
+                "log_px_iwae": report["log_px_iwae"],
+                **{key: tracking[key] for key in ("MOTA", "IDF1", "HOTA", "IDSW", "FP", "FN", "TP")},
+                "box_iou_drawn": report["box_iou"]["drawn"]}
+
+    # The first 200 of the test split tests/test_pretrained.py generates (10,000 sequences, paper preset, seed 1,
+    # the digits' test half; the benchmark's test split).
+    with tempfile.TemporaryDirectory() as test_split:
+        generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
+        small_figures = held_out(test_split, 200)
+    record = {
+        "name": name, "preset_and_config": "config.json", "seed": config.seed, "step": step,
+        "source_run": os.path.abspath(workdir), "source_checkpoint": os.path.abspath(checkpoint),
+        "training_data": {"data_dir": config.data_dir, "generator": "sqair-data generate (paper preset, embedded "
+                          "10k MNIST digits)"},
+        "training": training,
+        "held_out": held_out(data_dir, num),
+        "held_out_200": small_figures,
+        "drawn_box_threshold": glimpse.DRAWN_THRESHOLD,
+        "packaged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    final = os.path.join(out_root, name)
+    tmp = os.path.join(out_root, f".tmp-{name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        weights = tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64))
+        _ = weights.save_counter  # Created now so it is written: the loaders assert every object is matched.
+        weights.write(os.path.join(tmp, WEIGHTS))
+        shutil.copy(os.path.join(workdir, "config.json"), os.path.join(tmp, "config.json"))
+        with open(os.path.join(tmp, "provenance.json"), "w") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+        old = final + ".old"
+        if os.path.exists(final):
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
+
+
+def _git_commit(path):
+    try:
+        return subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tools.package_pretrained", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="training run directory")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint prefix to ship")
+    parser.add_argument("--name", default="mnist", help="name users load it by (default mnist)")
+    parser.add_argument("--data", required=True, help="data directory with a test split (held-out figures)")
+    parser.add_argument("--num", type=int, default=1000, help="test sequences for the recorded figures (1000)")
+    parser.add_argument("--k", type=int, default=5, help="particles for the recorded figures (5)")
+    parser.add_argument("--training-json", help="JSON file of training facts to record (e.g. the commits that "
+                                                "trained it); the command, the wall-clock minutes (from the run's "
+                                                "TensorBoard log) and the packaging commit are added")
+    args = parser.parse_args(argv)
+    training = {}
+    if args.training_json:
+        with open(args.training_json) as f:
+            training = json.load(f)
+    training.setdefault("packaging_commit", _git_commit(os.path.dirname(os.path.abspath(__file__))))
+    from trainers import checkpoints
+
+    config = checkpoints.load_config(args.workdir)
+    training.setdefault("command", f"sqair-train --workdir runs/track_s{config.seed} --preset tracking "
+                                   f"--data DATA --set seed={config.seed}  (or: make pretrained SEED={config.seed})")
+    record = package(args.workdir, args.checkpoint, args.name, args.data, args.num, args.k, training)
+    print(json.dumps(record["held_out"], indent=2))
+    print(f"wrote {os.path.join(ROOT, args.name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

@@ -36,6 +36,8 @@ class ModelConfig:
       gate_scale: PROP's z_what gates are gate_scale·sigmoid(·) (0.9999).
       gate_bias_init: initial bias of PROP's z_what gates (1).
       mask_bias_init: initial output bias of the glimpse mask (1).
+      architecture: 'mlp' (MLP-SQAIR, the paper's released model) or 'conv' (CONV-SQAIR: convolutional image and
+        glimpse encoders and a sub-pixel glimpse decoder, BUILD.md "Models"; needs a glimpse size divisible by 4).
     """
 
     image_shape: Tuple[int, int, int] = (50, 50, 1)
@@ -59,6 +61,7 @@ class ModelConfig:
     gate_scale: float = 0.9999
     gate_bias_init: float = 1.0
     mask_bias_init: float = 1.0
+    architecture: str = "mlp"
 
     def __post_init__(self):
         shape = tuple(self.image_shape)
@@ -75,16 +78,30 @@ class ModelConfig:
         for name in ("output_std", "min_std", "gate_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        _check_architecture(self.architecture)
+        if self.architecture == "conv" and self.glimpse_size % 4:
+            raise ValueError(f"the conv architecture needs a glimpse_size divisible by 4, got {self.glimpse_size}")
 
     @property
     def num_pixels(self):
         return self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
 
 
+def _check_architecture(value):
+    if value not in ("mlp", "conv"):
+        raise ValueError(f"architecture must be 'mlp' or 'conv', got {value!r}")
+
+
 PRESETS = {
     "paper": ModelConfig(),
     "debug": ModelConfig(image_shape=(32, 32, 1), num_slots=2, z_what_dim=4, glimpse_size=6, hidden_size=16,
                          small_hidden_size=8, prior_hidden_size=8, count_prior_hidden_size=4),
+}
+
+
+CONV_PRESETS = {
+    "paper": ModelConfig(architecture="conv"),
+    "debug": dataclasses.replace(PRESETS["debug"], architecture="conv", glimpse_size=8),
 }
 
 
@@ -105,6 +122,8 @@ class VRNNConfig:
       hidden_size: width of every MLP layer and of the GRU.
       output_std: fixed σ of the Gaussian likelihood (SQAIR's 0.3).
       min_std: constant added to every softplus std (SQAIR's 0.01).
+      architecture: 'mlp' (MLP-VRNN) or 'conv' (CONV-VRNN: a convolutional frame encoder and a sub-pixel frame
+        decoder; needs square frames whose side is divisible by 10 or 8).
     """
 
     image_shape: Tuple[int, int, int] = (50, 50, 1)
@@ -112,6 +131,7 @@ class VRNNConfig:
     hidden_size: int = 289
     output_std: float = 0.3
     min_std: float = 0.01
+    architecture: str = "mlp"
 
     def __post_init__(self):
         shape = tuple(self.image_shape)
@@ -125,6 +145,12 @@ class VRNNConfig:
         for name in ("output_std", "min_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        _check_architecture(self.architecture)
+        if self.architecture == "conv":
+            side = shape[0]
+            if shape[0] != shape[1] or (side % 10 and side % 8):
+                raise ValueError(f"the conv architecture needs square frames with a side divisible by 10 or 8, got "
+                                 f"{shape[:2]}")
 
     @property
     def num_pixels(self):
@@ -134,4 +160,8 @@ class VRNNConfig:
 VRNN_PRESETS = {
     "paper": VRNNConfig(),
     "debug": VRNNConfig(image_shape=(32, 32, 1), z_dim=8, hidden_size=16),
+}
+CONV_VRNN_PRESETS = {
+    "paper": VRNNConfig(architecture="conv", hidden_size=308),  # 3,431,224 parameters, CONV-SQAIR's + 0.16 %
+    "debug": dataclasses.replace(VRNN_PRESETS["debug"], architecture="conv"),
 }

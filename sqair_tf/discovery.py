@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from sqair_tf import conv as conv_lib
 from sqair_tf import networks
 from sqair_tf import presence as presence_lib
 from sqair_tf.priors import diag_normal_log_prob
@@ -42,7 +43,11 @@ class DiscoveryCore(keras.layers.Layer):
         self.config = config
         h = config.hidden_size
         self.glimpse_encoder = glimpse_encoder
-        self.image_encoder = networks.MLP((h, h), name="image_encoder")
+        if config.architecture == "conv":  # CONV-SQAIR (BUILD.md "Models"): 50 → 25 → 13 → 7, then one ELU layer.
+            self.image_encoder = conv_lib.ConvEncoder((32, 64, 64), (5, 3, 3), (2, 2, 2), (h,),
+                                                      name="image_encoder")
+        else:
+            self.image_encoder = networks.MLP((h, h), name="image_encoder")
         self.rnn = networks.VanillaRNNCell(h, use_trainable_initial_state=True, name="rnn")
         self.where_mlp = networks.MLP((h, h), output_size=8, name="where_mlp")
         self.where_std_bias = self.add_weight(
@@ -57,6 +62,9 @@ class DiscoveryCore(keras.layers.Layer):
         loop and before the K particles of a sequence are tiled (they see the same frame): one large matrix
         product instead of T, on B·T rows instead of B·K·T.
         """
+        if self.config.architecture == "conv":
+            with keras.name_scope(self.name):
+                return self.image_encoder(images)
         leading = tf.shape(images)[:-3]
         flat = tf.reshape(images, tf.concat([leading, [self.config.num_pixels]], axis=0))  # [..., H·W·C]
         with keras.name_scope(self.name):  # Called from outside this layer: keep the weights' paths under it.

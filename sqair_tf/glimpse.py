@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sqair_tf import conv as conv_lib
 from sqair_tf import networks
 from sqair_tf import spatial_transformer
 
@@ -42,6 +43,8 @@ class GlimpseEncoder(keras.layers.Layer):
       z_what_dim: |z_what| (50 in the paper).
       hidden_sizes: ELU hidden layers of the MLP ((256, 256) in the paper).
       min_std: constant added to the softplus std (0.01, non-trainable).
+      conv: CONV-SQAIR's encoder (BUILD.md "Models"): 3×3 convolutions with 16, 32, 64 filters and strides 1, 2, 2,
+        then the first hidden layer and the output layer; the MLP (the paper's MLP-SQAIR) when False.
 
     Call:
       glimpses: [..., G, G, C].
@@ -58,6 +61,7 @@ class GlimpseEncoder(keras.layers.Layer):
         z_what_dim: int = 50,
         hidden_sizes: Sequence[int] = (256, 256),
         min_std: float = 0.01,
+        conv: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -67,9 +71,13 @@ class GlimpseEncoder(keras.layers.Layer):
         if min_std < 0:
             raise ValueError(f"min_std must be >= 0, got {min_std}.")
         self.min_std = float(min_std)
-        self.mlp = networks.MLP(
-            hidden_sizes, output_size=2 * z_what_dim, name="mlp", dtype=self.dtype_policy
-        )
+        if conv:
+            self.conv = conv_lib.ConvEncoder((16, 32, 64), (3, 3, 3), (1, 2, 2), tuple(hidden_sizes)[:1],
+                                             2 * z_what_dim, name="conv", dtype=self.dtype_policy)
+        else:
+            self.mlp = networks.MLP(
+                hidden_sizes, output_size=2 * z_what_dim, name="mlp", dtype=self.dtype_policy
+            )
 
     def call(
         self, glimpses: tf.Tensor, glimpse_mask: Optional[tf.Tensor] = None
@@ -79,9 +87,12 @@ class GlimpseEncoder(keras.layers.Layer):
             raise ValueError(f"Expected glimpses of shape [..., {g}, {g}, {c}], got {glimpses.shape}.")
         if glimpse_mask is not None:
             glimpses = glimpses * glimpse_mask  # [..., G, G, C]
-        leading = tf.shape(glimpses)[:-3]
-        flat = tf.reshape(glimpses, tf.concat([leading, [g * g * c]], axis=0))  # [..., G·G·C]
-        stats = self.mlp(flat)  # [..., 2·z_what_dim]
+        if hasattr(self, "conv"):
+            stats = self.conv(glimpses)  # [..., 2·z_what_dim]
+        else:
+            leading = tf.shape(glimpses)[:-3]
+            flat = tf.reshape(glimpses, tf.concat([leading, [g * g * c]], axis=0))  # [..., G·G·C]
+            stats = self.mlp(flat)  # [..., 2·z_what_dim]
         loc, scale_logit = tf.split(stats, 2, axis=-1)  # [..., z_what_dim] each
         return loc, tf.nn.softplus(scale_logit) + self.min_std
 
@@ -131,6 +142,8 @@ class GlimpseDecoder(keras.layers.Layer):
       num_channels: C.
       hidden_sizes: ELU hidden layers ((256, 256) in the paper).
       output_scale_init: initial value of the learnable scalar multiplying the linear output (0.25).
+      conv: CONV-SQAIR's sub-pixel decoder (BUILD.md "Models"): the first hidden layer, a (G/4)×(G/4)×32 map and
+        two ×2 sub-pixel stages (16 channels, then C); the MLP (the paper's MLP-SQAIR) when False.
 
     Call: `z_what` [..., z_what_dim] -> [..., G, G, C], linear (unbounded) intensities × output_scale.
     """
@@ -141,17 +154,26 @@ class GlimpseDecoder(keras.layers.Layer):
         num_channels: int = 1,
         hidden_sizes: Sequence[int] = (256, 256),
         output_scale_init: float = 0.25,
+        conv: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.glimpse_size = networks.check_positive_int(glimpse_size, "glimpse_size")
         self.num_channels = networks.check_positive_int(num_channels, "num_channels")
-        self.mlp = networks.MLP(
-            hidden_sizes,
-            output_size=glimpse_size * glimpse_size * num_channels,
-            name="mlp",
-            dtype=self.dtype_policy,
-        )
+        if conv:
+            if glimpse_size % 4:
+                raise ValueError(f"the sub-pixel glimpse decoder needs a glimpse size divisible by 4, got {glimpse_size}")
+            self.conv = conv_lib.SubpixelDecoder(
+                (glimpse_size, glimpse_size, num_channels), tuple(hidden_sizes)[:1],
+                (glimpse_size // 4, glimpse_size // 4, 32), ((2, 16), (2, num_channels)), name="conv",
+                dtype=self.dtype_policy)
+        else:
+            self.mlp = networks.MLP(
+                hidden_sizes,
+                output_size=glimpse_size * glimpse_size * num_channels,
+                name="mlp",
+                dtype=self.dtype_policy,
+            )
         self.output_scale = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(float(output_scale_init)),
@@ -160,6 +182,8 @@ class GlimpseDecoder(keras.layers.Layer):
 
     def call(self, z_what: tf.Tensor) -> tf.Tensor:
         g, c = self.glimpse_size, self.num_channels
+        if hasattr(self, "conv"):
+            return self.conv(z_what) * self.output_scale  # [..., G, G, C]
         flat = self.mlp(z_what) * self.output_scale  # [..., G·G·C]
         leading = tf.shape(flat)[:-1]
         return tf.reshape(flat, tf.concat([leading, [g, g, c]], axis=0))  # [..., G, G, C]

@@ -43,7 +43,33 @@ def unroll(step_fn, initial_state, num_steps, output_dtypes):
     return {key: array.stack() for key, array in arrays.items()}, final_state
 
 
-class SQAIR(interface.SequenceModel):
+class GlimpseObjectModel(interface.SequenceModel):
+    """What the models whose objects are decoded glimpses (MLP-SQAIR, MLP-AIR) share: their flags, their drawn-pixel
+    boxes and their per-frame representation. Subclasses set `self.config` (a `ModelConfig`)."""
+
+    has_objects = True
+    has_discrete_latents = True
+    box_inputs = ("glimpses", "z_where", "z_pres")
+    representation_keys = ("z_what", "z_pres")
+
+    def drawn_boxes(self, outputs):
+        """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots."""
+        return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
+                                   self.config.image_shape[:2])
+
+    def frame_representation(self, outputs):
+        """[B, T, N·(D + 1)]: the N slots in slot order, each [z_pres · z_what, z_pres] (zeros for an empty slot).
+
+        Slots are ordered as the model orders them (present objects first, propagated ones in their previous
+        order, BUILD.md O2.10), so the concatenation is stable over time.
+        """
+        z_what = tf.convert_to_tensor(outputs["z_what"], tf.float32)  # [B, T, N, D]
+        z_pres = tf.convert_to_tensor(outputs["z_pres"], tf.float32)[..., None]  # [B, T, N, 1]
+        slots = tf.concat([z_pres * z_what, z_pres], axis=-1)  # [B, T, N, D + 1]
+        return tf.reshape(slots, tf.concat([tf.shape(slots)[:2], [-1]], axis=0))
+
+
+class SQAIR(GlimpseObjectModel):
     """MLP-SQAIR (Kosiorek et al. 2018) as a Keras model: a `SequenceModel` with objects and discrete latents.
 
     Args:
@@ -72,11 +98,6 @@ class SQAIR(interface.SequenceModel):
     `boxes` is computed after the time loop from the stacked glimpses, so a caller that does not use it (the
     training loss) does not pay for it inside a compiled function.
     """
-
-    has_objects = True
-    has_discrete_latents = True
-    box_inputs = ("glimpses", "z_where", "z_pres")
-    representation_keys = ("z_what", "z_pres")
 
     def __init__(self, config, mean_image=None, **kwargs):
         super().__init__(**kwargs)
@@ -118,22 +139,6 @@ class SQAIR(interface.SequenceModel):
         """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring)."""
         outputs["boxes"] = self.drawn_boxes(outputs)
         return outputs
-
-    def drawn_boxes(self, outputs):
-        """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots."""
-        return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
-                                   self.config.image_shape[:2])
-
-    def frame_representation(self, outputs):
-        """[B, T, N·(D + 1)]: the N slots in slot order, each [z_pres · z_what, z_pres] (zeros for an empty slot).
-
-        Slots are ordered as the model orders them (present objects first, propagated ones in their previous
-        order, BUILD.md O2.10), so the concatenation is stable over time.
-        """
-        z_what = tf.convert_to_tensor(outputs["z_what"], tf.float32)  # [B, T, N, D]
-        z_pres = tf.convert_to_tensor(outputs["z_pres"], tf.float32)[..., None]  # [B, T, N, 1]
-        slots = tf.concat([z_pres * z_what, z_pres], axis=-1)  # [B, T, N, D + 1]
-        return tf.reshape(slots, tf.concat([tf.shape(slots)[:2], [-1]], axis=0))
 
     def generate(self, frames, num_steps, seed, discover=False):
         """Conditional generation (paper Fig. 6): infer from the observed frames, then run the priors.

@@ -17,11 +17,15 @@ class Entry(typing.NamedTuple):
     config_class: type
     presets: dict  # preset name → config instance
     layer_name: str  # the Keras name of the built model
+    architecture: str  # the config's `architecture` the name implies ('mlp' or 'conv')
 
 
 _ENTRIES = {
-    "mlp-sqair": Entry("sqair_tf.model:SQAIR", config_lib.ModelConfig, config_lib.PRESETS, "sqair"),
-    "mlp-vrnn": Entry("sqair_tf.vrnn:VRNN", config_lib.VRNNConfig, config_lib.VRNN_PRESETS, "vrnn"),
+    "mlp-sqair": Entry("sqair_tf.model:SQAIR", config_lib.ModelConfig, config_lib.PRESETS, "sqair", "mlp"),
+    "conv-sqair": Entry("sqair_tf.model:SQAIR", config_lib.ModelConfig, config_lib.CONV_PRESETS, "sqair", "conv"),
+    "mlp-air": Entry("sqair_tf.air:AIR", config_lib.ModelConfig, config_lib.PRESETS, "air", "mlp"),
+    "mlp-vrnn": Entry("sqair_tf.vrnn:VRNN", config_lib.VRNNConfig, config_lib.VRNN_PRESETS, "vrnn", "mlp"),
+    "conv-vrnn": Entry("sqair_tf.vrnn:VRNN", config_lib.VRNNConfig, config_lib.CONV_VRNN_PRESETS, "vrnn", "conv"),
 }
 DEFAULT = "mlp-sqair"
 
@@ -43,6 +47,17 @@ def config_class(name):
     return entry(name).config_class
 
 
+def check_config(name, config):
+    """A ValueError unless `config` is a config of model `name` (its class and the architecture its name implies)."""
+    e = entry(name)
+    if not isinstance(config, e.config_class):
+        raise ValueError(f"model {name!r} needs a {e.config_class.__name__} model config, got a "
+                         f"{type(config).__name__}")
+    if config.architecture != e.architecture:
+        raise ValueError(f"model {name!r} has the {e.architecture!r} architecture, but its config says "
+                         f"architecture={config.architecture!r}")
+
+
 def model_class(name):
     """The `SequenceModel` subclass of model `name`."""
     module, _, attribute = entry(name).model_class.partition(":")
@@ -59,7 +74,6 @@ def preset(name, preset_name="paper", **overrides):
 
 def build(name, config, mean_image=None):
     """An unbuilt model `name` with `config` (of the model's config class) and an optional mean image [H, W, C]."""
+    check_config(name, config)
     e = entry(name)
-    if not isinstance(config, e.config_class):
-        raise ValueError(f"model {name!r} needs a {e.config_class.__name__}, got a {type(config).__name__}")
     return model_class(name)(config, mean_image=mean_image, name=e.layer_name)

@@ -80,8 +80,10 @@ class SQAIRCell(keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         h, d, g, c = config.hidden_size, config.z_what_dim, config.glimpse_size, config.image_shape[2]
+        conv = config.architecture == "conv"  # CONV-SQAIR's encoders and decoder (BUILD.md "Models").
         # Shared by DISC and PROP (BUILD.md O7.12).
-        self.glimpse_encoder = glimpse_lib.GlimpseEncoder(g, c, d, (h, h), config.min_std, name="glimpse_encoder")
+        self.glimpse_encoder = glimpse_lib.GlimpseEncoder(g, c, d, (h, h), config.min_std, conv,
+                                                           name="glimpse_encoder")
         self.glimpse_mask = glimpse_lib.GlimpseMask(g, (config.small_hidden_size,), config.mask_bias_init,
                                                     name="glimpse_mask")
         self.discovery = discovery_lib.DiscoveryCore(config, self.glimpse_encoder, name="discovery")
@@ -97,7 +99,7 @@ class SQAIRCell(keras.layers.Layer):
                                                  hidden_size=config.count_prior_hidden_size, name="count_prior")
         self.latent_summary = priors_lib.LatentSummary(hidden_size=h, name="latent_summary")
         self.initial_temporal_state = networks.TrainableInitialState(h, name="initial_temporal_state")
-        self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, name="decoder")
+        self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
         self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
 
     # ----------------------------------------------------------------------------------------------------------

@@ -3,12 +3,14 @@ evaluator, the exporter and the figures rely on; the registry and the config cho
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sqair_tf import interface
 from sqair_tf import models
+from sqair_tf import objectives
 from trainers import config as config_lib
 
 NAMES = models.names()
@@ -82,10 +84,97 @@ def test_best_particle_representation_and_boxes(name):
             model.drawn_boxes(best)
 
 
+def _tiny_training(name):
+    config = config_lib.preset("debug", ["num_particles=3", "batch_size=4"], model=name)
+    model = models.build(name, config.model)
+    frames = tf.random.stateless_uniform([4, 3, 32, 32, 1], seed=[6, 6]) ** 8  # Sparse bright pixels.
+    return config, model, frames
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_variable_gets_a_finite_gradient(name):
+    """The training loss (`trainer.loss_and_grads`: VIMCO with discrete latents, IWAE without) reaches every
+    variable of every model."""
+    from trainers import trainer as trainer_lib
+
+    config, model, frames = _tiny_training(name)
+    _, grads, _ = trainer_lib.loss_and_grads(model, config, frames, tf.zeros([4], tf.int32), tf.constant([0, 2]))
+    missing = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
+    assert not missing, missing
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_a_few_steps_raise_the_bound(name):
+    """25 Adam steps of the training loss on one tiny batch raise its IWAE bound (a learning test, debug size)."""
+    from trainers import trainer as trainer_lib
+
+    config, model, frames = _tiny_training(name)
+    optimizer = keras.optimizers.Adam(3e-3)
+
+    @tf.function
+    def step(seed):
+        _, grads, _ = trainer_lib.loss_and_grads(model, config, frames, tf.zeros([4], tf.int32), seed)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    bound = lambda: float(tf.reduce_mean(objectives.iwae_bound(interface.sequence_log_weights(  # noqa: E731
+        model(frames, seed=tf.constant([0, 1]), num_particles=8), 8))))
+    before = bound()
+    for i in range(25):
+        step(tf.constant([i, 2]))
+    assert bound() > before + 20, (before, bound())
+
+
+PAPER_SIZE_PARAMETERS = {"mlp-sqair": 2_951_522, "conv-sqair": 3_425_590, "mlp-air": 1_503_059,
+                         "mlp-vrnn": 2_944_790, "conv-vrnn": 3_431_224}  # BUILD.md "Models"
+
+
+def test_paper_size_parameter_counts_are_the_documented_ones():
+    assert sorted(PAPER_SIZE_PARAMETERS) == NAMES
+    for name, expected in PAPER_SIZE_PARAMETERS.items():
+        model = models.build(name, models.preset(name))
+        model(tf.zeros([1, 1, 50, 50, 1]), seed=tf.constant([0, 0]))
+        assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == expected, name
+
+
+def test_air_has_no_time_and_no_tracks():
+    """MLP-AIR: frame t's inference does not depend on the other frames, and every frame's objects get new ids."""
+    model, frames = _build("mlp-air")
+    other = tf.concat([tf.random.stateless_uniform(frames[:, :1].shape, seed=[9, 9]), frames[:, 1:]], axis=1)
+    a = model(frames, seed=tf.constant([2, 2]), num_particles=4)
+    b = model(other, seed=tf.constant([2, 2]), num_particles=4)
+    assert not np.allclose(a["log_weight"][0].numpy(), b["log_weight"][0].numpy())
+    np.testing.assert_allclose(a["log_weight"][1:].numpy(), b["log_weight"][1:].numpy(), rtol=1e-5, atol=1e-3)
+    ids = a["object_ids"].numpy()  # [T, BK, N]
+    for row in range(ids.shape[1]):
+        seen = [i for i in ids[:, row].reshape(-1) if i >= 0]
+        assert len(seen) == len(set(seen))  # No id ever repeats: nothing is followed.
+    assert (ids >= 0).sum() > 0
+
+
+def test_conv_sqair_is_mlp_sqair_with_convolutional_glimpse_and_image_networks():
+    conv = models.build("conv-sqair", models.preset("conv-sqair"))
+    mlp = models.build("mlp-sqair", models.preset("mlp-sqair"))
+    for model in (conv, mlp):
+        model(tf.zeros([1, 1, 50, 50, 1]), seed=tf.constant([0, 0]))
+    names = lambda m: {v.path.split("/")[-1] for v in m.trainable_variables}  # noqa: E731
+    assert "kernel" in names(conv) and conv.cell.decoder.conv.convs and conv.cell.glimpse_encoder.conv.convs
+    # Everything that is not an image or glimpse network is shared in shape with MLP-SQAIR.
+    same = lambda m: sorted(tuple(v.shape) for v in m.trainable_variables if not any(  # noqa: E731
+        part in v.path for part in ("image_encoder", "glimpse_encoder", "decoder/")))
+    assert same(conv) == same(mlp)
+    out = conv(tf.random.stateless_uniform([1, 2, 50, 50, 1], seed=[1, 1]), seed=tf.constant([3, 4]),
+               num_particles=2)
+    assert out["glimpses"].shape == (2, 2, 3, 20, 20, 1)
+
+
 def test_registry_and_config_choose_models_by_name():
-    assert NAMES == ["mlp-sqair", "mlp-vrnn"]
+    assert NAMES == ["conv-sqair", "conv-vrnn", "mlp-air", "mlp-sqair", "mlp-vrnn"]
     with pytest.raises(ValueError, match="unknown model 'air'.*mlp-sqair"):
         models.build("air", models.preset("mlp-sqair"))
+    with pytest.raises(ValueError, match="'conv-sqair' has the 'conv' architecture"):
+        models.build("conv-sqair", models.preset("mlp-sqair", "debug"))
     with pytest.raises(ValueError, match="needs a VRNNConfig"):
         models.build("mlp-vrnn", models.preset("mlp-sqair", "debug"))
     vrnn = config_lib.preset("debug", model="mlp-vrnn")

@@ -59,8 +59,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp
 
     a, b = _state(straight), _state(resumed)
     assert len(a) == len(b)
+    # Equal to float32 rounding: on a loaded machine a multi-threaded CPU kernel can sum in another order (a CI
+    # run with two trainings beside it differed by 3e-8 in 82 of 576 weights). Resuming at the wrong batch or seed
+    # moves the weights by far more than this.
     for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.slow

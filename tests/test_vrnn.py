@@ -66,13 +66,17 @@ def test_two_steps_match_a_numpy_reference():
         h = h.numpy().astype(np.float64)
 
 
-def test_paper_size_matches_mlp_sqair_and_shares_its_likelihood():
-    vrnn = models.build("mlp-vrnn", models.preset("mlp-vrnn"))
-    sqair = models.build("mlp-sqair", models.preset("mlp-sqair"))
+@pytest.mark.parametrize("vrnn_name, sqair_name, sqair_count, vrnn_count", [
+    ("mlp-vrnn", "mlp-sqair", 2_951_522, 2_944_790),
+    ("conv-vrnn", "conv-sqair", 3_425_590, 3_431_224),
+])
+def test_paper_size_matches_sqair_and_shares_its_likelihood(vrnn_name, sqair_name, sqair_count, vrnn_count):
+    vrnn = models.build(vrnn_name, models.preset(vrnn_name))
+    sqair = models.build(sqair_name, models.preset(sqair_name))
     for model in (vrnn, sqair):
         model(tf.zeros([1, 1, 50, 50, 1]), seed=tf.constant([0, 0]))
     count = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_variables)  # noqa: E731
-    assert count(sqair) == 2_951_522 and count(vrnn) == 2_944_790
+    assert count(sqair) == sqair_count and count(vrnn) == vrnn_count
     assert abs(count(vrnn) / count(sqair) - 1) < 0.005
     paper = model_config_lib.ModelConfig()
     assert vrnn.config.z_dim == paper.num_slots * (paper.z_what_dim + 4 + 1)  # SQAIR's largest latent per frame.

@@ -33,7 +33,8 @@ class TrainConfig:
 
     Attributes:
       model: the architecture: a config of `model_name`'s config class (`sqair_tf.models`).
-      model_name: which model (`sqair_tf.models.names()`): 'mlp-sqair' (the default) or 'mlp-vrnn'.
+      model_name: which model (`sqair_tf.models.names()`): 'mlp-sqair' (the default), 'conv-sqair', 'mlp-air',
+        'mlp-vrnn' or 'conv-vrnn'.
       data_dir: directory written by `sqair-data generate` with `train` and `test` splits.
       batch_size: global batch of sequences per step (split across replicas).
       num_particles: K, particles per sequence (IWAE / VIMCO); ≥ 2 for VIMCO's leave-one-out baseline.
@@ -86,10 +87,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        config_class = models.config_class(self.model_name)  # A ValueError naming the known models.
-        if not isinstance(self.model, config_class):
-            raise ValueError(f"model {self.model_name!r} needs a {config_class.__name__} model config, got a "
-                             f"{type(self.model).__name__}")
+        models.check_config(self.model_name, self.model)  # A ValueError naming what does not match.
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
         for name in ("batch_size", "num_particles", "curriculum_start", "curriculum_stage_steps", "max_seq_len",
                      "total_steps", "steps_per_loop", "checkpoint_every", "keep_checkpoints", "eval_every",

@@ -29,10 +29,10 @@ def _parser():
                              "demo (the main job's fresh run), debug (tests). Default: the run's stored config when "
                              "resuming, else fast")
     parser.add_argument("--model", choices=models.names(),
-                        help="which model to train (default: mlp-sqair, or the run's own when resuming): mlp-sqair "
-                             "(the paper's MLP-SQAIR) or mlp-vrnn (the VRNN baseline of the paper's Table 1, no "
-                             "objects); the preset gives the recipe, the model its paper-size config (debug-size "
-                             "with --preset debug)")
+                        help="which model to train (default: mlp-sqair, or the run's own when resuming): the "
+                             "paper's Table 1 models mlp-sqair, conv-sqair, mlp-air (per-frame, no tracking), "
+                             "mlp-vrnn, conv-vrnn (no objects); the preset gives the recipe, the model its "
+                             "paper-size config (debug-size with --preset debug)")
     parser.add_argument("--data", help="data directory with train and test splits (`sqair-data generate`); "
                                        "required for a new run, optional on resume")
     parser.add_argument("--steps", type=int, help="train until this global step (default: the preset's total_steps)")

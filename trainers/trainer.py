@@ -17,7 +17,8 @@ all-reduce, and the update run outside XLA.
 
 Determinism: the sampling seed of step s on replica r is fold_in(fold_in(seed, s), r) and the data order is a
 deterministic function of the seed (`data_pipelines.dataset`), resumed by skipping the batches already used; so
-an interrupted and resumed run reaches the same weights as an uninterrupted one.
+an interrupted and resumed run reaches the same weights as an uninterrupted one (to float rounding: on a loaded
+machine, multi-threaded CPU kernels may sum in another order).
 
 Distribution: per-example losses are reduced with `tf.nn.compute_average_loss` over the global batch, so
 gradients summed across replicas equal the gradient of the global-batch mean. Particles stay within their

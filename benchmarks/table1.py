@@ -73,9 +73,14 @@ def train(name, args, workdir):
     from trainers import config as config_lib
     from trainers import trainer as trainer_lib
 
+    import tensorflow as tf
+
     spent, _ = trained_minutes(workdir)
     remaining = args.budget_minutes * 60 - spent * 60
-    if remaining > 20:  # Less than a loop's worth is not worth a compilation.
+    checkpointed = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is not None
+    # Less than a loop's worth is not worth a compilation, unless a crash left the run without a checkpoint.
+    if remaining > 20 or not checkpointed:
+        remaining = max(remaining, 1.0)
         config = None
         if not os.path.exists(os.path.join(workdir, "config.json")):
             config = config_lib.preset(args.preset, [f"data_dir={os.path.abspath(args.data)}", f"seed={args.seed}",

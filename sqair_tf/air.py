@@ -125,17 +125,13 @@ class AIR(model_lib.GlimpseObjectModel):
 
     def call(self, frames, seed, num_particles=1):
         frames = self._check_frames(frames)
-        frames_tm = tf.transpose(frames, [1, 0, 2, 3, 4])  # [T, B, H, W, C]
-        num_steps = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
-        features = self.cell.discovery.encode_images(frames)  # [B, T, F]
-        features_tm = tf.transpose(tf.repeat(features, num_particles, axis=0), [1, 0, 2])  # [T, BK, F]
+        frames_tm, features_tm, num_steps, batch = model_lib.time_major_inputs(self.cell.discovery, frames,
+                                                                               num_particles)
 
         def step(t, last_used_id):
             seed_t = tf.random.experimental.stateless_fold_in(seed, t)
             return self.cell.inference_step(frames_tm[t], features_tm[t], last_used_id, seed_t)
 
-        batch = (frames.shape[0] * num_particles if frames.shape[0] is not None
-                 else tf.shape(frames)[0] * num_particles)
         outputs, _ = model_lib.unroll(step, tf.fill([batch], -1), num_steps, INFERENCE_OUTPUTS)
         outputs["boxes"] = self.drawn_boxes(outputs)
         return outputs

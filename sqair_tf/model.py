@@ -43,6 +43,26 @@ def unroll(step_fn, initial_state, num_steps, output_dtypes):
     return {key: array.stack() for key, array in arrays.items()}, final_state
 
 
+def time_major_inputs(discovery, frames, num_particles):
+    """What the time loop of a glimpse model reads, from batch-major frames [B, T, H, W, C].
+
+    The K particles of a sequence share its frames, which are never tiled: the step reads frame b for the particle
+    rows b·K … b·K + K − 1, and DISC's image features (a function of the frame alone) are computed once per frame,
+    before the time loop.
+
+    Returns:
+      (frames_tm [T, B, H, W, C], features_tm [T, BK, F], num_steps T, batch BK), T and BK static when known (XLA
+      needs a static bound to differentiate through the loop).
+    """
+    frames_tm = tf.transpose(frames, [1, 0, 2, 3, 4])  # [T, B, H, W, C]
+    num_steps = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
+    features = discovery.encode_images(frames)  # [B, T, F]
+    features_tm = tf.transpose(tf.repeat(features, num_particles, axis=0), [1, 0, 2])  # [T, BK, F]
+    batch = (frames.shape[0] * num_particles if frames.shape[0] is not None
+             else tf.shape(frames)[0] * num_particles)
+    return frames_tm, features_tm, num_steps, batch
+
+
 class GlimpseObjectModel(interface.SequenceModel):
     """What the models whose objects are decoded glimpses (MLP-SQAIR, MLP-AIR) share: their flags, their drawn-pixel
     boxes and their per-frame representation. Subclasses set `self.config` (a `ModelConfig`)."""
@@ -110,20 +130,12 @@ class SQAIR(GlimpseObjectModel):
         return outputs
 
     def _infer(self, frames, seed, num_particles):
-        # The K particles of a sequence share its frames, which are never tiled: the cell reads frame b for the
-        # particle rows b·K … b·K + K − 1, and DISC's image features (a function of the frame alone) are computed
-        # once per frame, before the time loop.
-        frames_tm = tf.transpose(frames, [1, 0, 2, 3, 4])  # [T, B, H, W, C]
-        num_steps = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
-        features = self.cell.discovery.encode_images(frames)  # [B, T, F]
-        features_tm = tf.transpose(tf.repeat(features, num_particles, axis=0), [1, 0, 2])  # [T, BK, F]
+        frames_tm, features_tm, num_steps, batch = time_major_inputs(self.cell.discovery, frames, num_particles)
 
         def step(t, state):
             seed_t = tf.random.experimental.stateless_fold_in(seed, t)
             return self.cell.inference_step(frames_tm[t], state, t, seed_t, image_features=features_tm[t])
 
-        batch = (frames.shape[0] * num_particles if frames.shape[0] is not None
-                 else tf.shape(frames)[0] * num_particles)  # BK, static for XLA grads.
         outputs, state = unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)
         return self._with_drawn_boxes(outputs), state
 

@@ -5,24 +5,25 @@ The paper (§4.1, Appendix D.3) uses VRNN with a deterministic RNN core as the b
 only that its latent size and number of parameters were matched to SQAIR's. The architecture below is therefore
 this package's design (BUILD.md "Models"), the standard VRNN with this package's building blocks:
 
-    φ_x(x_t) = MLP_[H, H](x_t)                        frame features (the flattened frame)
-    p(z_t | h_{t−1})      = N(MLP_[H] → 2Z (h_{t−1}))   prior
-    q(z_t | x_t, h_{t−1}) = N(MLP_[H] → 2Z ([φ_x, h_{t−1}]))   posterior (reparameterised)
-    φ_z(z_t) = MLP_[H](z_t)
-    p(x_t | z_t, h_{t−1}) = N(m + MLP_[H] → HWC ([φ_z, h_{t−1}]), σ²)   likelihood
+    φ_x(x_t) = MLP_[U, U](x_t)                        frame features (the flattened frame)
+    p(z_t | h_{t−1})      = N(MLP_[U] → 2Z (h_{t−1}))   prior
+    q(z_t | x_t, h_{t−1}) = N(MLP_[U] → 2Z ([φ_x, h_{t−1}]))   posterior (reparameterised)
+    φ_z(z_t) = MLP_[U](z_t)
+    p(x_t | z_t, h_{t−1}) = N(m + MLP_[U] → HWC ([φ_z, h_{t−1}]), σ²)   likelihood
     h_t = GRU([φ_x, φ_z], h_{t−1}),  h_0 trainable
 
-with every std = softplus(·) + min_std, as in SQAIR. Choices, each to keep the comparison with MLP-SQAIR fair:
+with U the hidden width and every std = softplus(·) + min_std, as in SQAIR. Choices, each to keep the comparison
+with MLP-SQAIR fair:
 - Z = 165 = N·(D + 4 + 1) = 3·(50 + 4 + 1), SQAIR's largest per-frame latent (all three slots present);
 - the same likelihood as SQAIR: a Gaussian with fixed σ = 0.3 around a canvas that starts from the learnable mean
   image m (initialised to the training frames' per-pixel mean), so log p(x | z) is in the same units;
-- H = 289, the width whose parameter count (2,944,790) is nearest MLP-SQAIR's 2,951,522 (−0.23 %, tested).
+- U = 289, the width whose parameter count (2,944,790) is nearest MLP-SQAIR's 2,951,522 (−0.23 %, tested).
 VRNN has only continuous latents, so it is trained with the plain IWAE bound (no VIMCO term), and it has no
 objects, so the object metrics are "n/a" (paper Table 1).
 
 CONV-VRNN (`architecture='conv'`) replaces φ_x by `conv.ConvEncoder` (5×5/3×3/3×3 convolutions with 32, 64, 64
-filters, stride 2, then the two ELU layers of width H) and the decoder by `conv.SubpixelDecoder` (one ELU layer of
-width H, a 5×5×64 map, ×5 and ×2 sub-pixel stages): the same convolutions as CONV-SQAIR's image encoder, and H = 308
+filters, stride 2, then the two ELU layers of width U) and the decoder by `conv.SubpixelDecoder` (one ELU layer of
+width U, a 5×5×64 map, ×5 and ×2 sub-pixel stages): the same convolutions as CONV-SQAIR's image encoder, and U = 308
 puts its parameter count (3,431,224) nearest CONV-SQAIR's 3,425,590 (+0.16 %, tested).
 
 Generation feeds the canvas mean back as the next frame: h_t = GRU([φ_x(canvas_t), φ_z(z_t)], h_{t−1}).
@@ -80,14 +81,14 @@ class VRNN(interface.SequenceModel):
         self.mean_image = self.add_weight(shape=config.image_shape, initializer=init, name="mean_image")
 
     def _render(self, z, h):
-        """(φ_z(z), canvas [BK, H, W, C]) of latent z [BK, Z] given the state h [BK, H]."""
-        phi_z = self.latent_features(z)  # [BK, H]
+        """(φ_z(z), canvas [BK, H, W, C]) of latent z [BK, Z] given the state h [BK, U]."""
+        phi_z = self.latent_features(z)  # [BK, U]
         canvas = self.mean_image + tf.reshape(self.decoder(tf.concat([phi_z, h], -1)),
                                               [-1] + list(self.config.image_shape))
         return phi_z, canvas
 
     def _frame_features(self, frames):
-        """φ_x of frames [..., H, W, C] → [..., H]."""
+        """φ_x of frames [..., H, W, C] → [..., U]."""
         if self.config.architecture == "conv":
             return self.frame_features(frames)
         shape = tf.shape(frames)
@@ -105,13 +106,13 @@ class VRNN(interface.SequenceModel):
         t_len = t_len if t_len is not None else tf.shape(frames)[1]
         flat = tf.reshape(frames, [b, t_len, cfg.num_pixels])  # [B, T, HWC]
         # φ_x is a function of the frame alone: computed once per frame, then shared by the frame's K particles.
-        phi_x = tf.repeat(self._frame_features(frames), num_particles, axis=0)  # [BK, T, H]
-        phi_x_tm = tf.transpose(phi_x, [1, 0, 2])  # [T, BK, H]
+        phi_x = tf.repeat(self._frame_features(frames), num_particles, axis=0)  # [BK, T, U]
+        phi_x_tm = tf.transpose(phi_x, [1, 0, 2])  # [T, BK, U]
         # The K particles of a frame are scored against the shared frame, which is never tiled.
         frames_tm = tf.transpose(flat, [1, 0, 2])[:, :, None]  # [T, B, 1, HWC]
 
         def step(t, h):
-            phi = phi_x_tm[t]  # [BK, H]
+            phi = phi_x_tm[t]  # [BK, U]
             prior_loc, prior_std = _gaussian(self.prior_net(h), cfg.min_std)  # [BK, Z] each
             loc, std = _gaussian(self.posterior_net(tf.concat([phi, h], -1)), cfg.min_std)
             z = gaussian_sample(loc, std, tf.random.experimental.stateless_fold_in(seed, t))  # [BK, Z]

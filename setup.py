@@ -17,6 +17,9 @@ INSTALL_REQUIRES = [
     # Tracking metrics of `sqair-eval` (HOTA, CLEAR, Identity): the maintained TrackEval release; needs SciPy.
     "trackeval>=1.3,<2",
     "scipy>=1.11",
+    # Video (`sqair-data from-video`): reading, background subtraction, connected components. TrackEval already
+    # depends on this distribution, so the headless build would install a second, conflicting cv2.
+    "opencv-python>=4.8",
 ]
 
 EXTRAS_REQUIRE = {

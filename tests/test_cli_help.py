@@ -26,6 +26,7 @@ COMMANDS = {  # console script → (its parser, sub-command or None)
     "sqair-data generate": (data_cli._parser, "generate"),
     "sqair-data preview": (data_cli._parser, "preview"),
     "sqair-data verify": (data_cli._parser, "verify"),
+    "sqair-data from-video": (data_cli._parser, "from-video"),
 }
 
 

@@ -86,7 +86,9 @@ def test_k_means_particles_per_sequence_as_in_the_other_tools(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_the_current_step(debug_data, tmp_path):
+@pytest.mark.parametrize("signum, returncode", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_save_the_current_step(debug_data, tmp_path, signum, returncode):
+    """Ctrl-C, and SIGTERM (what Kubernetes and Slurm send before killing a job), save a checkpoint and exit."""
     workdir = str(tmp_path / "run")
     proc = subprocess.Popen([sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug",
                              "--data", debug_data, "--steps", "100000", "--set", "checkpoint_every=2",
@@ -98,10 +100,10 @@ def test_ctrl_c_saves_the_current_step(debug_data, tmp_path):
         time.sleep(0.5)  # Wait until training runs (the first loop of 2 steps is checkpointed).
     assert os.path.exists(first), proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint"
     time.sleep(2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted: saved" in out
+    assert proc.returncode == returncode, err[-2000:]
+    assert "interrupted: saved" in out and f"(stopped by {signal.Signals(signum).name})" in out
     saved_step = int(out.split("interrupted: saved ")[1].split(" at step ")[1].split(";")[0])
     assert saved_step >= 2 and saved_step % 2 == 0  # Saved between loops: a consistent step.
     assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{saved_step}.index"))

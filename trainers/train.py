@@ -12,6 +12,7 @@ optimizer, batch, seed, ...) is refused; execution settings (steps, jit, logging
 
 import argparse
 import os
+import signal
 import sys
 
 
@@ -105,8 +106,8 @@ def main(argv=None):
     except (trainer_lib.TrainingError, DataError, ValueError) as e:
         print(f"sqair-train: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:  # Saved by the trainer; 128 + the signal, as a shell reports it.
+        return 128 + getattr(e, "signum", signal.SIGINT)
     step = int(trainer.step.numpy())
     counting = ""
     if trainer.model.has_objects:

@@ -50,6 +50,14 @@ class TrainingError(Exception):
     """A run cannot start or continue (bad config, incompatible resume, too many non-finite updates)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal (SIGINT or SIGTERM) after saving a checkpoint; `signum` says which."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
 # Scalars returned by every training step, summed over the replica's sequences (divided by the global batch
 # after the cross-replica sum). Units: IWAE/ELBO per sequence; the rest per frame, importance-weighted (BUILD.md O4).
 # Models without objects (`interface.SequenceModel.has_objects`) have no OBJECT_METRICS.
@@ -382,8 +390,8 @@ class Trainer:
         step count would not fit a fixed time): training stops after the first loop that ends past it, and that
         step is finalized like the last one. The first loop's compilation counts against the budget.
 
-        Saves a checkpoint every `checkpoint_every` steps, at the end, and when interrupted (Ctrl-C), so an
-        interruption loses nothing; stops with TrainingError after `max_nonfinite_in_row` skipped updates in a
+        Saves a checkpoint every `checkpoint_every` steps, at the end, and when interrupted (Ctrl-C or SIGTERM, then
+        raises `Interrupted`), so an interruption loses nothing; stops with TrainingError after `max_nonfinite_in_row` skipped updates in a
         row, keeping the last good checkpoint.
         """
         cfg = self.config
@@ -399,16 +407,18 @@ class Trainer:
             bar = tqdm(total=total, initial=step, unit="step", desc="train", file=sys.stderr, dynamic_ncols=True,
                        smoothing=0.1)
         last = {}
-        # Ctrl-C (SIGINT) is turned into a flag checked between loops: a KeyboardInterrupt raised at an arbitrary
-        # point can be swallowed by library code (a CI run kept training after SIGINT) or land mid-save.
+        # Ctrl-C (SIGINT) and SIGTERM (what Kubernetes and Slurm send before they kill a job) are turned into a flag
+        # checked between loops: a KeyboardInterrupt raised at an arbitrary point can be swallowed by library code
+        # (a CI run kept training after SIGINT) or land mid-save.
         stop = []
-        previous = None
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, lambda signum, _: stop.append(signum))
         try:
             while step < total:
                 if stop:
-                    raise KeyboardInterrupt
+                    raise Interrupted(stop[0])
                 seq_len = cfg.seq_len(step, self.data_len)
                 boundaries = [total, cfg.next_stage_step(step), _next_multiple(step, cfg.checkpoint_every),
                               _next_multiple(step, cfg.eval_every), step + cfg.steps_per_loop]
@@ -455,15 +465,17 @@ class Trainer:
                     self.save()
                 if out_of_time:
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             path = self.save()
             if bar is not None:
                 bar.close()
-            self.log(f"interrupted: saved {path} at step {int(self.step.numpy())}; run again to resume")
+            name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
+            self.log(f"interrupted: saved {path} at step {int(self.step.numpy())}; run again to resume (stopped by "
+                     f"{name})")
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             if bar is not None:
                 bar.close()
             for writer in self._writers.values():

@@ -121,9 +121,10 @@ def _generate(args):
     try:
         manifest = generate.generate_split(
             args.out, args.split, num, args.seed, config, digit_source=args.digits, allow_download=args.download,
-            shard_size=args.shard_size, num_workers=args.workers, progress=bar.update if bar else None)
+            shard_size=args.shard_size, num_workers=args.workers,
+            progress=bar.update if bar is not None else None)
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     print(f"wrote {manifest['num_sequences']} {args.split} sequences ({len(manifest['shards'])} shards, "
           f"{manifest['generation_seconds']:.1f} s) to {os.path.abspath(args.out)}")
@@ -202,14 +203,16 @@ def _from_video(args):
     from data_pipelines import video
 
     config = video.VideoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(video.VideoConfig)})
+    video.check_readable(args.video)  # Before the progress bar, so a bad path gives the error line alone.
     bar = None
     if not args.quiet:
         from tqdm import tqdm
-        bar = tqdm(unit="frame", desc="background subtraction", file=sys.stderr)
+        bar = tqdm(total=video.frame_count(args.video), unit="frame", desc="background subtraction",
+                   file=sys.stderr)
     try:
-        manifests = video.from_video(args.video, args.out, config, progress=bar.update if bar else None)
+        manifests = video.from_video(args.video, args.out, config, progress=bar.update if bar is not None else None)
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     for split, manifest in manifests.items():
         first, end = manifest["video_frame_range"]

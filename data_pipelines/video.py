@@ -81,6 +81,32 @@ class VideoConfig:
             raise DataError(f"--crop {self.crop} is larger than the downscaled frame width {self.scale_width}")
 
 
+def check_readable(path):
+    """DataError unless `path` is a file OpenCV can open as a video."""
+    import cv2
+
+    if not os.path.isfile(path):
+        raise DataError(f"no video file {path}")
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise DataError(f"OpenCV cannot open {path} as a video")
+    finally:
+        capture.release()
+
+
+def frame_count(path):
+    """The frame count the container declares (None if OpenCV cannot tell): the total of a progress bar only."""
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    return count if count > 0 else None
+
+
 def foreground_frames(path, config, progress=None):
     """Reads `path` and returns (foreground uint8 [N, h, w], mask bool [N, h, w], info dict) at the downscaled size.
 
@@ -88,8 +114,7 @@ def foreground_frames(path, config, progress=None):
     """
     import cv2
 
-    if not os.path.isfile(path):
-        raise DataError(f"no video file {path}")
+    check_readable(path)
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise DataError(f"OpenCV cannot open {path} as a video")

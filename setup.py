@@ -48,6 +48,7 @@ setup(
             "sqair-export=serving.export:run",
             "sqair-train=trainers.train:run",
             "sqair-eval=evaluation.cli:run",
+            "sqair-track=tools.track:run",
         ],
     },
 )

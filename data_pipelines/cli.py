@@ -95,6 +95,12 @@ def _parser():
                      help=f"the last this fraction of the video is the test split (default {defaults.val_fraction})")
     vid.add_argument("--var-threshold", type=float, default=defaults.var_threshold,
                      help=f"MOG2 variance threshold (default {defaults.var_threshold:g})")
+    vid.add_argument("--no-invert", dest="invert", action="store_false",
+                     help="keep the grey values as they are (default: invert them, 255 − value, before background "
+                          "subtraction, so dark clothes on a light floor become bright objects on black)")
+    vid.add_argument("--no-normalize", dest="normalize", action="store_false",
+                     help="keep the foreground's brightness (default: rescale each frame so its brightest pixel is "
+                          "255)")
     vid.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ver = sub.add_parser("verify", help="read every record of a split and check it",

@@ -5,11 +5,12 @@ subtractors. Its pre-processing is only partly known, so this pipeline follows i
 it is ours (BUILD.md "Video data"):
 
 1. Every frame is converted to grey, downscaled to `scale_width` pixels wide (the authors: 240), median-blurred
-   (5×5) and given to a background subtractor (OpenCV MOG2, `history`, `var_threshold`, no shadows; the authors used
-   MOG from opencv-contrib, which the standard wheel lacks). The foreground mask is cleaned with a morphological
-   opening (erosion then dilation) with a 3×3 cross; the authors' 2×2 kernels (erode once, dilate twice) have no
-   centre pixel and move every mask 1–2 px down and right, which would bias the proxy boxes. The stored frame is
-   the grey frame times the mask: people on black.
+   (5×5), inverted (255 − value, the authors'; `invert`) and given to a background subtractor (OpenCV MOG2,
+   `history`, `var_threshold`, no shadows; the authors used MOG from opencv-contrib, which the standard wheel
+   lacks). The foreground mask is cleaned with a morphological opening (erosion then dilation) with a 3×3 cross;
+   the authors' 2×2 kernels (erode once, dilate twice) have no centre pixel and move every mask 1–2 px down and
+   right, which would bias the proxy boxes. The stored frame is the inverted grey frame times the mask, rescaled
+   so that its brightest pixel is 255 (the authors'; `normalize`): bright people on black.
 2. The background model sees every frame; sequences use every `frame_stride`-th frame after `warmup_frames`.
    During the warm-up the subtractor learns at OpenCV's automatic rate (1/n at frame n: a background in a few
    seconds), afterwards at the fixed rate 1/`history`, so that a person who walks slowly or pauses is not absorbed
@@ -53,6 +54,10 @@ class VideoConfig:
       val_fraction: the last this fraction of the video's frames forms the test (validation) split (0.2).
       warmup_frames: frames that only train the background model (50).
       history, var_threshold: MOG2's history length (500) and variance threshold (16).
+      invert: the grey frame becomes 255 − value before background subtraction (the authors'), so the dark clothes
+        of people on a light floor are stored bright, the way digits are: objects far brighter than the black
+        background are what the likelihood rewards explaining.
+      normalize: each foreground frame is rescaled so that its brightest pixel is 255 (the authors').
     """
 
     crop: int = 64
@@ -66,6 +71,8 @@ class VideoConfig:
     warmup_frames: int = 50
     history: int = 500
     var_threshold: float = 16.0
+    invert: bool = True
+    normalize: bool = True
 
     def __post_init__(self):
         for name in ("crop", "seq_len", "max_objects", "frame_stride", "scale_width", "crop_stride", "min_area",
@@ -107,48 +114,82 @@ def frame_count(path):
     return count if count > 0 else None
 
 
+class ForegroundStream:
+    """Iterates over a video's frames as (index, frame, foreground, mask): step 1 of the module docstring, one frame
+    at a time, so a video of any length streams in constant memory (`sqair-track`).
+
+    frame is the decoded BGR (or grey) frame at the video's own size; foreground uint8 [h, w] and mask bool [h, w]
+    are at the downscaled size. `info` (fps, size, scale) is known after construction. Raises DataError if OpenCV
+    cannot open the file.
+    """
+
+    def __init__(self, path, config):
+        import cv2
+
+        check_readable(path)
+        self.path, self.config = path, config
+        self._capture = cv2.VideoCapture(path)
+        if not self._capture.isOpened():
+            raise DataError(f"OpenCV cannot open {path} as a video")
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.info = {"video": os.path.abspath(path), "video_fps": round(float(self._capture.get(cv2.CAP_PROP_FPS)
+                                                                              or 0.0), 3),
+                     "video_height": height, "video_width": width,
+                     "scale": config.scale_width / width if width else None}
+
+    def __iter__(self):
+        import cv2
+
+        config = self.config
+        subtractor = cv2.createBackgroundSubtractorMOG2(history=config.history, varThreshold=config.var_threshold,
+                                                        detectShadows=False)
+        kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # Symmetric: the opening moves no edge.
+        index, height = 0, None
+        try:
+            while True:
+                ok, frame = self._capture.read()
+                if not ok:
+                    break
+                if height is None:
+                    height = max(1, round(frame.shape[0] * config.scale_width / frame.shape[1]))
+                    self.info.update(video_height=int(frame.shape[0]), video_width=int(frame.shape[1]),
+                                     scale=config.scale_width / frame.shape[1])
+                rate = -1.0 if index < config.warmup_frames else 1.0 / config.history  # -1: OpenCV's automatic.
+                grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                grey = cv2.resize(grey, (config.scale_width, height), interpolation=cv2.INTER_AREA)
+                grey = cv2.medianBlur(grey, 5)
+                if config.invert:
+                    grey = 255 - grey
+                mask = subtractor.apply(grey, learningRate=rate)
+                mask = cv2.dilate(cv2.erode(mask, kernel), kernel) > 0
+                foreground = np.where(mask, grey, 0).astype(np.uint8)
+                if config.normalize and foreground.max() > 0:
+                    foreground = (foreground.astype(np.float32) * (255.0 / foreground.max())).round().astype(np.uint8)
+                yield index, frame, foreground, mask
+                index += 1
+        finally:
+            self._capture.release()
+
+
 def foreground_frames(path, config, progress=None):
     """Reads `path` and returns (foreground uint8 [N, h, w], mask bool [N, h, w], info dict) at the downscaled size.
 
     Raises DataError if OpenCV cannot open or decode the file, or it has no frames.
     """
-    import cv2
-
-    check_readable(path)
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
-        raise DataError(f"OpenCV cannot open {path} as a video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-    subtractor = cv2.createBackgroundSubtractorMOG2(history=config.history, varThreshold=config.var_threshold,
-                                                    detectShadows=False)
-    kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # Symmetric: the opening moves no edge.
-    foreground, masks, size = [], [], None
-    try:
-        while True:
-            rate = -1.0 if len(foreground) < config.warmup_frames else 1.0 / config.history  # -1: OpenCV's automatic.
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if size is None:
-                size = frame.shape[:2]
-                height = max(1, round(size[0] * config.scale_width / size[1]))
-            grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            grey = cv2.resize(grey, (config.scale_width, height), interpolation=cv2.INTER_AREA)
-            grey = cv2.medianBlur(grey, 5)
-            mask = subtractor.apply(grey, learningRate=rate)
-            mask = cv2.dilate(cv2.erode(mask, kernel), kernel) > 0
-            foreground.append(np.where(mask, grey, 0).astype(np.uint8))
-            masks.append(mask)
-            if progress:
-                progress(1)
-    finally:
-        capture.release()
+    stream = ForegroundStream(path, config)
+    foreground, masks = [], []
+    for _, _, fg, mask in stream:
+        foreground.append(fg)
+        masks.append(mask)
+        if progress:
+            progress(1)
     if not foreground:
         raise DataError(f"{path} has no frames OpenCV can decode")
-    info = {"video": os.path.abspath(path), "video_bytes": os.path.getsize(path), "video_sha256":
-            records.file_sha256(path), "video_frames": len(foreground), "video_fps": round(float(fps), 3),
-            "video_height": int(size[0]), "video_width": int(size[1]),
-            "scale": config.scale_width / size[1]}
+    info = dict(stream.info, video_bytes=os.path.getsize(path), video_sha256=records.file_sha256(path),
+                video_frames=len(foreground))
+    info = {key: info[key] for key in ("video", "video_bytes", "video_sha256", "video_frames", "video_fps",
+                                       "video_height", "video_width", "scale")}  # The manifest's order.
     return np.stack(foreground), np.stack(masks), info
 
 

@@ -33,6 +33,17 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
   sample
     in:  num_sequences int32 [], num_steps int32 [], seed int32 [2]
     out: as `generate`, with B = num_sequences
+  initial_state, track_window (SQAIR models: tracking an endless stream window by window)
+    initial_state in:  num_sequences int32 []
+                  out: the empty object state of that many streams, state_z_what [B, N, D], state_z_where
+                       [B, N, 4], state_z_pres [B, N], state_object_ids int32 [B, N], state_last_used_id int32 [B],
+                       state_prior_state and state_temporal_state [B, N, U], and frames_seen int32 [] = 0
+    track_window  in:  frames [B, T, H, W, 1] (the stream's next T frames), the state_* tensors and frames_seen
+                       of the previous answer (or of initial_state)
+                  out: the outputs of `track` for these frames, presence_prob [B, T, N], and the state_* and
+                       frames_seen to send with the next window
+    The window starts from the state the last one ended with, so objects keep their ids across windows; the state
+    handed on is the best particle's (`SQAIR.track_window`). `sqair-track` uses these two signatures.
 A model without objects (the VRNN baseline, `--model mlp-vrnn` in sqair-train) has nothing to track: its export has
 `reconstruct` (also serving_default; in: frames as `track`; out: reconstruction and log_weight as `track`) in place of
 `track`, and `generate` and `sample` answer `frames` only.
@@ -165,18 +176,25 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
         return {"reconstruction": best["canvas"], "log_weight": log_weight}  # [B, T, H, W, C], [B]
 
     def track(frames):
-        keys = ("z_pres", "boxes", "glimpse_boxes", "object_ids", "num_objects", "canvas", "z_what")
-        best, log_weight = best_of(frames, keys)
-        return {
-            "presence": best["z_pres"],  # [B, T, N]
-            "boxes": best["boxes"],  # [B, T, N, 4]
-            "glimpse_boxes": best["glimpse_boxes"],  # [B, T, N, 4]
-            "object_ids": best["object_ids"],  # [B, T, N]
-            "counts": best["num_objects"],  # [B, T]
-            "reconstruction": best["canvas"],  # [B, T, H, W, C]
-            "z_what": best["z_what"],  # [B, T, N, D]
-            "log_weight": log_weight,  # [B]
-        }
+        best, log_weight = best_of(frames, TRACK_KEYS)
+        return _track_answer(best, log_weight)
+
+    def initial_state(num_sequences):
+        num_sequences = _checked_count(num_sequences, "num_sequences")
+        answer = _state_answer(model.initial_state(num_sequences))
+        answer["frames_seen"] = tf.constant(0, tf.int32)
+        return answer
+
+    def track_window(frames, frames_seen, **state):
+        frames = _checked_frames(frames, image_shape)  # [B, T, H, W, C]
+        state = _checked_state(state, tf.shape(frames)[0], frames_seen)
+        best, log_weight, next_state = model.track_window(
+            frames, state, frames_seen, tf.constant(TRACK_SEED, tf.int32), k)
+        answer = _track_answer(best, log_weight)
+        answer["presence_prob"] = best["presence_prob"]  # [B, T, N]
+        answer.update(_state_answer(next_state))
+        answer["frames_seen"] = frames_seen + tf.shape(frames)[1]
+        return answer
 
     def generate(frames, num_steps, seed):
         frames = _checked_frames(frames, image_shape)
@@ -196,11 +214,67 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
     count = lambda name: tf.TensorSpec([], tf.int32, name=name)  # noqa: E731
     seed_spec = tf.TensorSpec([2], tf.int32, name="seed")
     first = ("track", track) if model.has_objects else ("reconstruct", reconstruct)
-    return {
+    endpoints = {
         first[0]: (first[1], [frames_spec]),
         "generate": (generate, [frames_spec, count("num_steps"), seed_spec]),
         "sample": (sample, [count("num_sequences"), count("num_steps"), seed_spec]),
     }
+    if hasattr(model, "track_window"):  # Models that carry objects over time (SQAIR; not AIR or VRNN).
+        state_specs = _state_specs(model)
+        endpoints["initial_state"] = (initial_state, [count("num_sequences")])
+        endpoints["track_window"] = (
+            lambda frames, frames_seen, *state: track_window(frames, frames_seen, **dict(zip(STATE_FIELDS, state))),
+            [frames_spec, count("frames_seen")] + [state_specs[f] for f in STATE_FIELDS])
+    return endpoints
+
+
+# The object state a stream carries between `track_window` calls: the fields of `sqair_tf.timestep.ObjectState`,
+# named `state_<field>` in the signatures so that a client feeds each window's state outputs back as inputs.
+STATE_FIELDS = ("z_what", "z_where", "z_pres", "object_ids", "last_used_id", "prior_state", "temporal_state")
+TRACK_KEYS = ("z_pres", "boxes", "glimpse_boxes", "object_ids", "num_objects", "canvas", "z_what", "presence_prob")
+
+
+def _track_answer(best, log_weight):
+    """The `track` outputs from the best particle's batch-major outputs."""
+    return {
+        "presence": best["z_pres"],  # [B, T, N]
+        "boxes": best["boxes"],  # [B, T, N, 4]
+        "glimpse_boxes": best["glimpse_boxes"],  # [B, T, N, 4]
+        "object_ids": best["object_ids"],  # [B, T, N]
+        "counts": best["num_objects"],  # [B, T]
+        "reconstruction": best["canvas"],  # [B, T, H, W, C]
+        "z_what": best["z_what"],  # [B, T, N, D]
+        "log_weight": log_weight,  # [B]
+    }
+
+
+def _state_specs(model):
+    """TensorSpec of each state field, batch axis None (shapes and dtypes from the model's own initial state)."""
+    import tensorflow as tf
+
+    example = model.initial_state(1)
+    return {f: tf.TensorSpec([None] + getattr(example, f).shape[1:].as_list(), getattr(example, f).dtype,
+                             name="state_" + f) for f in STATE_FIELDS}
+
+
+def _state_answer(state):
+    return {"state_" + f: getattr(state, f) for f in STATE_FIELDS}
+
+
+def _checked_state(state, batch, frames_seen):
+    """Asserts that every state field has the frames' batch and `frames_seen` ≥ 0; returns the `ObjectState`."""
+    import tensorflow as tf
+
+    from sqair_tf import timestep
+
+    checks = [tf.debugging.Assert(frames_seen >= 0, ["frames_seen must be ≥ 0, got", frames_seen])]
+    for f in STATE_FIELDS:
+        checks.append(tf.debugging.Assert(
+            tf.equal(tf.shape(state[f])[0], batch),
+            [f"state_{f} must have one row per sequence of frames: got", tf.shape(state[f])[0], "rows for", batch,
+             "sequences"]))
+    with tf.control_dependencies(checks):
+        return timestep.ObjectState(**{f: tf.identity(state[f]) for f in STATE_FIELDS})
 
 
 # ------------------------------------------------------------------------------------------------------------------

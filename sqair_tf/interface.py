@@ -127,14 +127,19 @@ def best_particle(outputs, log_weights):
     Returns:
       dict with the same keys, each [B, T, ...], from particle argmax_k L_{b,k} of every sequence b.
     """
-    k = tf.shape(log_weights)[1]
-    rows = tf.range(tf.shape(log_weights)[0]) * k + tf.argmax(log_weights, axis=1, output_type=tf.int32)  # [B]
+    rows = best_particle_rows(log_weights)  # [B]
     selected = {}
     for key, value in outputs.items():
         picked = tf.gather(value, rows, axis=1)  # [T, B, ...]
         perm = [1, 0] + list(range(2, picked.shape.rank))
         selected[key] = tf.transpose(picked, perm)  # [B, T, ...]
     return selected
+
+
+def best_particle_rows(log_weights):
+    """int32 [B]: the row b·K + argmax_k L_{b,k} of each sequence's highest-weight particle (log_weights [B, K])."""
+    k = tf.shape(log_weights)[1]
+    return tf.range(tf.shape(log_weights)[0]) * k + tf.argmax(log_weights, axis=1, output_type=tf.int32)
 
 
 def required_outputs(model):

@@ -129,15 +129,56 @@ class SQAIR(GlimpseObjectModel):
         outputs, _ = self._infer(frames, seed, num_particles)
         return outputs
 
-    def _infer(self, frames, seed, num_particles):
+    def _infer(self, frames, seed, num_particles, state=None, first_step=0):
         frames_tm, features_tm, num_steps, batch = time_major_inputs(self.cell.discovery, frames, num_particles)
+        if state is None:
+            state = self.cell.initial_state(batch)
 
         def step(t, state):
-            seed_t = tf.random.experimental.stateless_fold_in(seed, t)
-            return self.cell.inference_step(frames_tm[t], state, t, seed_t, image_features=features_tm[t])
+            seed_t = tf.random.experimental.stateless_fold_in(seed, first_step + t)
+            return self.cell.inference_step(frames_tm[t], state, first_step + t, seed_t,
+                                            image_features=features_tm[t])
 
-        outputs, state = unroll(step, self.cell.initial_state(batch), num_steps, timestep.INFERENCE_OUTPUTS)
+        outputs, state = unroll(step, state, num_steps, timestep.INFERENCE_OUTPUTS)
         return self._with_drawn_boxes(outputs), state
+
+    def initial_state(self, num_sequences):
+        """The object state before the first frame of `num_sequences` streams (no objects): a `timestep.ObjectState`
+        with leading axis B, what `track_window` takes for a stream's first window."""
+        return self.cell.initial_state(num_sequences)
+
+    def track_window(self, frames, state, first_step, seed, num_particles=1):
+        """Inference over the next window of endless streams, from the object state the last window ended with.
+
+        A video is longer than any training sequence; restarting inference on every window would forget every
+        object and give it a new id. Instead each window starts from the previous window's final `ObjectState`, so
+        objects keep their ids and their propagation (paper §3.1) continues across windows. The K particles of a
+        window start from the same state, and the state handed to the next window is that of the window's
+        highest-weight particle (an argmax resampling step; with K = 1 a run of windows computes exactly what one
+        inference over their concatenation computes).
+
+        Args:
+          frames: [B, T, H, W, C] the window's frames, in [0, 1].
+          state: `timestep.ObjectState` with leading axis B (from `initial_state` or the previous window).
+          first_step: scalar int32, frames of the stream seen before this window: the time index of its first frame
+            (the count prior's t > 0 switch and the per-step seeds continue from it).
+          seed: int32 [2], the stream's seed (the same for every window).
+          num_particles: K.
+
+        Returns:
+          (best, log_weight, next_state): best is a dict of batch-major [B, T, ...] outputs of each stream's
+          highest-weight particle (the keys of `call`); log_weight [B] its log weight over the window; next_state
+          the `ObjectState` [B, ...] to pass with the next window.
+        """
+        frames = self._check_frames(frames)
+        k = int(num_particles)
+        tiled = tf.nest.map_structure(lambda x: tf.repeat(x, k, axis=0), state)  # [BK, ...], particle b·K + k.
+        outputs, final = self._infer(frames, seed, k, tiled, first_step)
+        log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
+        best = interface.best_particle(outputs, log_weights)  # [B, T, ...]
+        rows = interface.best_particle_rows(log_weights)  # [B]
+        next_state = tf.nest.map_structure(lambda x: tf.gather(x, rows, axis=0), final)
+        return best, tf.reduce_max(log_weights, axis=1), next_state
 
     def _imagine(self, state, first_step, num_steps, seed, discover):
         def step(t, state):

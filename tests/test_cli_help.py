@@ -15,6 +15,7 @@ from data_pipelines import cli as data_cli
 from evaluation import cli as eval_cli
 from serving import export
 from tools import demo
+from tools import track
 from trainers import train
 
 BIN = os.path.dirname(sys.executable)
@@ -23,6 +24,7 @@ COMMANDS = {  # console script → (its parser, sub-command or None)
     "sqair-eval": (eval_cli._parser, None),
     "sqair-export": (export._parser, None),
     "sqair-demo": (demo._parser, None),
+    "sqair-track": (track._parser, None),
     "sqair-data generate": (data_cli._parser, "generate"),
     "sqair-data preview": (data_cli._parser, "preview"),
     "sqair-data verify": (data_cli._parser, "verify"),

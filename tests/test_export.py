@@ -187,7 +187,7 @@ def test_cpp_loader_lists_and_runs_every_endpoint(exported, tmp_path):
     """`saved_model_cli` loads with the TF1/C++ SavedModel loader, the path TF Serving takes."""
     shown = _smcli("show", "--all", "--dir", exported)
     assert shown.returncode == 0, shown.stderr[-2000:]
-    for name in ("serving_default", "track", "generate", "sample"):
+    for name in ("serving_default", "track", "generate", "sample", "initial_state", "track_window"):
         assert f"signature_def['{name}']" in shown.stdout
     block = lambda name: shown.stdout.split(f"signature_def['{name}']")[1].split("Method name is")[0]  # noqa: E731
     track_block, default_block = block("track"), block("serving_default")
@@ -264,6 +264,33 @@ def test_bad_frames_fail_in_the_graph_naming_the_problem(loaded, frames, message
         kwargs = {} if name == "track" else {"num_steps": tf.constant(2), "seed": tf.constant([0, 1])}
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             fn(frames=tf.constant(frames), **kwargs)
+
+
+def test_track_window_carries_the_object_state_from_window_to_window(run_dir, loaded):
+    """`initial_state` → `track_window` → `track_window`: the stream API of a TF Serving client (state outputs fed
+    back as inputs by name) answers what the in-process `SQAIR.track_window` answers, window by window."""
+    frames = _frames(2, 5, seed=11)
+    state = loaded.signatures["initial_state"](num_sequences=tf.constant(2))
+    assert int(state["frames_seen"]) == 0 and state["state_object_ids"].numpy().tolist() == [[-1, -1]] * 2
+    model, _, _ = checkpoints.load_model(run_dir)
+    local = model.initial_state(2)
+    seed = tf.constant(export.TRACK_SEED, tf.int32)
+    for first, last in ((0, 3), (3, 5)):
+        got = loaded.signatures["track_window"](frames=tf.constant(frames[:, first:last]), **state)
+        best, log_weight, local = model.track_window(tf.constant(frames[:, first:last]), local, first, seed, K)
+        state = {key: value for key, value in got.items() if key.startswith("state_") or key == "frames_seen"}
+        assert int(state["frames_seen"]) == last
+        track_keys = {key: value.numpy() for key, value in got.items() if key not in state and key != "presence_prob"}
+        _assert_track_contract(track_keys, 2, last - first)
+        _assert_close(got, {"boxes": best["boxes"], "object_ids": best["object_ids"], "log_weight": log_weight,
+                            "presence_prob": best["presence_prob"], "state_z_where": local.z_where,
+                            "state_object_ids": local.object_ids, "state_last_used_id": local.last_used_id,
+                            "state_temporal_state": local.temporal_state})
+    wrong = dict(state, state_z_pres=state["state_z_pres"][:1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="state_z_pres must have one row per sequence"):
+        loaded.signatures["track_window"](frames=tf.constant(frames[:, :2]), **wrong)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="frames_seen must be ≥ 0"):
+        loaded.signatures["track_window"](frames=tf.constant(frames[:, :2]), **dict(state, frames_seen=tf.constant(-1)))
 
 
 def test_bad_counts_and_dtypes_are_refused(loaded):

@@ -1,5 +1,5 @@
-"""`sqair-data from-video` (`data_pipelines/video.py`) on a synthetic video the test writes with OpenCV: bright
-rectangles moving over a static textured background, whose boxes are known, so the proxy ground truth can be checked
+"""`sqair-data from-video` (`data_pipelines/video.py`) on a synthetic video the test writes with OpenCV: dark
+rectangles moving over a static light textured background, whose boxes are known, so the proxy ground truth can be checked
 against them; plus determinism, the time split, bad videos and the command line."""
 
 import json
@@ -42,11 +42,12 @@ def _rectangles(t):
 def synthetic_video(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("video") / "rectangles.avi")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"FFV1"), 10, (SIDE, SIDE), isColor=False)
-    background = np.random.default_rng(0).integers(40, 90, (SIDE, SIDE)).astype(np.uint8)
+    # Dark objects on a light floor, like people in vtest.avi: inverted, they are 230 on a 40–90 background.
+    background = np.random.default_rng(0).integers(165, 215, (SIDE, SIDE)).astype(np.uint8)
     for t in range(NUM_FRAMES):
         frame = background.copy()
         for y0, x0, y1, x1 in _rectangles(t):
-            frame[y0:y1, x0:x1] = 230
+            frame[y0:y1, x0:x1] = 25
         writer.write(frame)
     writer.release()
     return path
@@ -88,11 +89,12 @@ def test_proxy_ground_truth_matches_the_drawn_rectangles(synthetic_video, tmp_pa
                 # The symmetric opening moves no edge, but the 5×5 median blur spreads a bright edge up to 2 px into
                 # the textured background, where the blurred pixels no longer match the background model.
                 np.testing.assert_allclose(np.asarray(found, float), np.asarray(sorted(truth), float), atol=2)
-                # The stored frame is the (median-blurred, so corner-rounded) object on black: its interior at the
-                # drawn intensity, nothing kept beyond the 2 px halo.
+                # The stored frame is the (median-blurred, so corner-rounded) object on black: inverted (25 → 230),
+                # then rescaled so that the frame's brightest pixel, the interior, is 255; nothing kept beyond the
+                # 2 px halo.
                 near = np.zeros([CONFIG.crop, CONFIG.crop], bool)
                 for y0, x0, y1, x1 in truth:
-                    assert (seq["frames"][i][y0 + 2:y1 - 2, x0 + 2:x1 - 2] == 230).all()
+                    assert (seq["frames"][i][y0 + 2:y1 - 2, x0 + 2:x1 - 2] == 255).all()
                     near[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = True
                 assert not (seq["frames"][i][~near] > 0).any()
                 checked += 1
@@ -144,9 +146,10 @@ def test_command_line_writes_splits_that_verify_and_refuses_a_bad_file(synthetic
     out = str(tmp_path / "data")
     done = run("from-video", synthetic_video, "--out", out, "--crop", "48", "--seq-len", "3", "--frame-stride", "2",
                "--scale-width", str(SIDE), "--crop-stride", "48", "--min-area", "40", "--val-fraction", "0.25",
-               "--warmup-frames", "20", "--history", "50", "--quiet")
+               "--warmup-frames", "20", "--history", "400")  # With the progress bar (it once crashed).
     assert done.returncode == 0, done.stderr[-2000:]
     assert "train sequences" in done.stdout and "proxy" in done.stdout
+    assert f"{NUM_FRAMES}/{NUM_FRAMES}" in done.stderr  # The bar knows the frame count: an ETA.
     for split in records.SPLITS:
         verified = run("verify", out, "--split", split)
         assert verified.returncode == 0 and verified.stdout.startswith("ok:"), verified.stderr[-2000:]

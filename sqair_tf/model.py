@@ -3,7 +3,8 @@
 The model's public boundary is batch-major ([B, T, H, W, C] frames); inside, everything is time-major with the K
 particles of each sequence folded into the batch as b·K + k (BUILD.md). One `tf.while_loop` runs the time steps;
 its per-step outputs are stacked with TensorArrays keyed by name (no positional lists), so adding an output means
-adding one entry to `timestep.INFERENCE_OUTPUTS`.
+adding one entry to `timestep.INFERENCE_OUTPUTS`. What no step reads (the decoded glimpses, the canvas, the
+likelihood and the log weight) is computed once after the loop (`SQAIRCell.render`, `SQAIRCell.weigh`).
 
 Sampling is driven by explicit int32 [2] stateless seeds: the seed of step t is `stateless_fold_in(seed, t)`, so a
 forward pass is a deterministic function of (weights, frames, seed).
@@ -139,7 +140,8 @@ class SQAIR(GlimpseObjectModel):
             return self.cell.inference_step(frames_tm[t], state, first_step + t, seed_t,
                                             image_features=features_tm[t])
 
-        outputs, state = unroll(step, state, num_steps, timestep.INFERENCE_OUTPUTS)
+        outputs, state = unroll(step, state, num_steps, timestep.STEP_INFERENCE_OUTPUTS)
+        outputs = self.cell.weigh(self.cell.render(outputs), frames_tm)  # All T·BK rows at once, after the loop.
         return self._with_drawn_boxes(outputs), state
 
     def initial_state(self, num_sequences):
@@ -185,8 +187,8 @@ class SQAIR(GlimpseObjectModel):
             seed_t = tf.random.experimental.stateless_fold_in(seed, first_step + t)
             return self.cell.prior_step(state, first_step + t, seed_t, discover=discover)
 
-        outputs, state = unroll(step, state, num_steps, timestep.PRIOR_OUTPUTS)
-        return self._with_drawn_boxes(outputs), state
+        outputs, state = unroll(step, state, num_steps, timestep.STEP_PRIOR_OUTPUTS)
+        return self._with_drawn_boxes(self.cell.render(outputs)), state
 
     def _with_drawn_boxes(self, outputs):
         """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring)."""

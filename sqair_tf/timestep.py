@@ -5,10 +5,14 @@
 * `inference_step(image, state, t, seed[, image_features])`: the posterior step used for training and
   evaluation. Order (BUILD.md O2.11): propagation prior from z_{t−1}; PROP inference; summary c_t of the propagated
   objects and the expected count ĉ_t; DISC inference and the DISC priors; merge (present first, truncate to N,
-  ids); decode; the per-step log weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t,
-  z_{t−1}).
+  ids); the prior and posterior terms of the log weight.
 * `prior_step(state, t, seed, discover)`: one step of the generative model alone (paper Figs. 5, 6): propagation
   from the propagation prior and, if `discover`, new objects from the DISC priors.
+* `render(outputs)` decodes the objects into glimpses and the canvas, and `weigh(outputs, frames)` adds
+  log p(x_t | z_t) and the log weight log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1}) − log q(z_t | x_t,
+  z_{t−1}). No step reads them, so the sequence model runs them once after the time loop over all T·BK rows: one
+  large decoder matmul instead of T small ones on the loop's sequential chain, and no per-step stacking of the
+  canvas and of the decoder's activations for the backward pass (benchmarks/RESULTS.md, issue 11).
 
 The state carried between steps is an `ObjectState` of N slots per particle; every tensor has leading axis BK.
 """
@@ -60,6 +64,11 @@ INFERENCE_OUTPUTS = {
 PRIOR_OUTPUTS = {key: INFERENCE_OUTPUTS[key] for key in (
     "canvas", "z_what", "z_where", "z_pres", "presence_prob", "object_ids", "num_objects", "glimpse_boxes",
     "glimpses")}
+# What `render` and `weigh` add after the time loop: nothing of the next step depends on them (the decoder and the
+# renderer only read the step's latents), so they run once over all T·BK rows instead of T times inside the loop.
+RENDERED = ("canvas", "glimpses", "log_likelihood", "log_weight")
+STEP_INFERENCE_OUTPUTS = {key: dtype for key, dtype in INFERENCE_OUTPUTS.items() if key not in RENDERED}
+STEP_PRIOR_OUTPUTS = {key: dtype for key, dtype in PRIOR_OUTPUTS.items() if key not in RENDERED}
 
 
 def _per_particle(values, batch):
@@ -121,22 +130,39 @@ class SQAIRCell(keras.layers.Layer):
         state = initial_state_fn(batch_size)  # [BK, U]
         return tf.tile(state[:, None], [1, self.config.num_slots, 1])
 
-    def _decode(self, objects):
-        """Glimpses [BK, N, G, G, C] and canvas [BK, H, W, C] of the merged objects (BUILD.md O2.4)."""
-        glimpses = self.decoder(objects["z_what"])  # [BK, N, G, G, C]
-        canvas = self.renderer(glimpses, objects["z_where"], objects["z_pres"])  # [BK, H, W, C]
-        return glimpses, canvas
+    def render(self, outputs):
+        """Adds `glimpses` [..., N, G, G, C] and `canvas` [..., H, W, C]: the objects' decoded glimpses and the frame
+        they compose (BUILD.md O2.4), from `z_what`, `z_where`, `z_pres` [..., N, ...] with any leading axes (one
+        step [BK], or a whole sequence [T, BK] at once after the time loop)."""
+        outputs["glimpses"] = self.decoder(outputs["z_what"])  # [..., N, G, G, C]
+        outputs["canvas"] = self.renderer(outputs["glimpses"], outputs["z_where"], outputs["z_pres"])  # [..., H, W, C]
+        return outputs
+
+    def weigh(self, outputs, frames):
+        """Adds `log_likelihood` log p(x_t | z_t) and `log_weight` log w_t = log p(x_t | z_t) + log p(z_t | z_{t−1})
+        − log q(z_t | x_t, z_{t−1}) (BUILD.md O2.11; truncated DISC objects keep their terms, O7.1).
+
+        Args:
+          outputs: rendered outputs, canvas [T, BK, H, W, C] and the log p / log q terms [T, BK].
+          frames: [T, B, H, W, C] the frames, each shared by its sequence's K = BK / B particles.
+        """
+        canvas = outputs["canvas"]
+        grouped = tf.reshape(canvas, tf.concat([tf.shape(frames)[:2], [-1], frames.shape[2:]], 0))  # [T, B, K, ...]
+        log_likelihood = tf.reduce_sum(tfd.Normal(grouped, self.config.output_std).log_prob(frames[:, :, None]),
+                                       axis=[3, 4, 5])  # [T, B, K]
+        outputs["log_likelihood"] = tf.reshape(log_likelihood, tf.shape(canvas)[:2])  # [T, BK]
+        outputs["log_weight"] = (outputs["log_likelihood"] + outputs["log_p_continuous"]
+                                 + outputs["log_p_discrete"] - outputs["log_q_continuous"] - outputs["log_q_discrete"])
+        return outputs
 
     def _merge_and_describe(self, state, propagated, discovered):
-        """Merges PROP and DISC candidates; returns the next state and the per-step description outputs."""
+        """Merges PROP and DISC candidates; returns the next state and the per-step description outputs (latents,
+        ids, glimpse boxes; `render` decodes them)."""
         merged = merge_lib.merge_objects(propagated, discovered, state.object_ids, state.last_used_id)
         objects = merged.objects
-        glimpses, canvas = self._decode(objects)
         new_state = ObjectState(objects["z_what"], objects["z_where"], objects["z_pres"], merged.object_ids,
                                 merged.last_used_id, objects["prior_state"], objects["temporal_state"])
         described = {
-            "canvas": canvas,
-            "glimpses": glimpses,
             "z_what": objects["z_what"],
             "z_where": objects["z_where"],
             "z_pres": objects["z_pres"],
@@ -161,10 +187,9 @@ class SQAIRCell(keras.layers.Layer):
           seed: int32 [2].
 
         Returns:
-          (outputs, new_state): outputs is a dict with the keys of `INFERENCE_OUTPUTS` (per-example terms [BK],
-          per-slot latents [BK, N, ...], canvas [BK, H, W, C], glimpses [BK, N, G, G, C]).
+          (outputs, new_state): outputs is a dict with the keys of `STEP_INFERENCE_OUTPUTS` (per-example terms
+          [BK], per-slot latents [BK, N, ...]); `render` and `weigh` complete them to `INFERENCE_OUTPUTS`.
         """
-        cfg = self.config
         batch = state.z_pres.shape[0] if state.z_pres.shape[0] is not None else tf.shape(state.z_pres)[0]  # BK
         seed_prop, seed_disc = tfp.random.split_seed(seed, 2)
 
@@ -187,7 +212,7 @@ class SQAIRCell(keras.layers.Layer):
         disc_log_p = priors_lib.discovery_prior_log_prob_parts(
             disc["z_what"], where_log_p, disc["z_pres"], count_logits)
 
-        # 5. Merge, truncate, ids; 6. decode and the likelihood.
+        # 5. Merge, truncate, ids.
         keys = ("z_what", "z_where", "z_pres", "presence_prob")
         propagated = {k: prop[k] for k in keys}
         propagated.update(prior_state=prior["prior_state"], temporal_state=prop["temporal_state"])
@@ -196,25 +221,21 @@ class SQAIRCell(keras.layers.Layer):
             prior_state=self._new_object_states(self.propagation_prior.initial_state, batch),
             temporal_state=self._new_object_states(self.initial_temporal_state.initial_state, batch))
         new_state, outputs = self._merge_and_describe(state, propagated, discovered)
-        canvas = tf.reshape(outputs["canvas"], tf.concat([tf.shape(image)[:1], [-1], image.shape[1:]], 0))
-        log_likelihood = tf.reshape(tf.reduce_sum(  # [B, K, H, W, C] against the shared frame [B, 1, H, W, C]
-            tfd.Normal(canvas, cfg.output_std).log_prob(image[:, None]), axis=[2, 3, 4]), [batch])  # [BK]
 
-        # 7. The per-step log weight. Truncated DISC objects keep their terms (BUILD.md O2.10 step 4, O7.1).
+        # 6. The prior and posterior terms of the log weight; `render` and `weigh` add the likelihood. Truncated DISC
+        # objects keep their terms (BUILD.md O2.10 step 4, O7.1).
         outputs.update(
-            log_likelihood=log_likelihood,
             log_p_continuous=prop_log_p.continuous + disc_log_p.continuous,
             log_p_discrete=prop_log_p.discrete + disc_log_p.discrete,
             log_q_continuous=prop["log_q_continuous"] + disc["log_q_continuous"],
             log_q_discrete=prop["log_q_discrete"] + disc["log_q_discrete"])
-        outputs["log_weight"] = (log_likelihood + outputs["log_p_continuous"] + outputs["log_p_discrete"]
-                                 - outputs["log_q_continuous"] - outputs["log_q_discrete"])
         return outputs, new_state
 
     def prior_step(self, state: ObjectState, t, seed, discover=True):
         """One step of the generative model (propagation prior, then the DISC priors if `discover`).
 
-        Returns (outputs, new_state), outputs with the keys of `PRIOR_OUTPUTS`.
+        Returns (outputs, new_state), outputs with the keys of `STEP_PRIOR_OUTPUTS` (`render` adds the rest of
+        `PRIOR_OUTPUTS`).
         """
         cfg = self.config
         n = cfg.num_slots

@@ -158,3 +158,30 @@ def test_command_line_writes_splits_that_verify_and_refuses_a_bad_file(synthetic
     bad = run("from-video", str(tmp_path / "nope.avi"), "--out", str(tmp_path / "x"), "--quiet")
     assert bad.returncode == 2 and bad.stderr.startswith("sqair-data: error: no video file")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_model_trains_on_video_data_and_is_evaluated_against_the_proxy(synthetic_video, tmp_path):
+    """Video data goes through the real trainer and `sqair-eval`: counting is scored against the proxy and says so;
+    tracking (the proxy has no identities) and the addition experiment (no digit labels) are n/a, not invented."""
+    from evaluation import cli as eval_cli
+    from trainers import config as config_lib
+    from trainers import trainer as trainer_lib
+
+    data = str(tmp_path / "data")
+    video.from_video(synthetic_video, data, video.VideoConfig(**{**CONFIG.__dict__, "crop": 32, "crop_stride": 32}))
+    run_dir = str(tmp_path / "run")
+    config = config_lib.preset("debug", (f"data_dir={data}", "total_steps=2", "curriculum_start=3"))
+    trainer_lib.Trainer(config, run_dir, progress=False, log=lambda *a: None).train()
+    out = str(tmp_path / "eval")
+    assert eval_cli.main(["--workdir", run_dir, "--k", "2", "--num", "4", "--batch", "2", "--no-jit", "--out", out,
+                          "--figures", "--observed", "2", "--no-progress"]) == 0
+    (report_path,) = [name for name in os.listdir(out) if name.endswith(".json")]
+    with open(os.path.join(out, report_path)) as f:
+        report = json.load(f)
+    assert report["proxy_ground_truth"] is True and report["tracking"] is None and "addition" not in report
+    assert 0.0 <= report["counting_accuracy"] <= 1.0 and 0.0 <= report["visible_counting_accuracy"] <= 1.0
+    with open(os.path.join(out, report_path[:-5] + ".md")) as f:
+        table = f.read()
+    assert "counting accuracy (proxy" in table and "proxy ground truth has no identities" in table
+    assert os.path.exists(os.path.join(out, "figures", "generation.png"))

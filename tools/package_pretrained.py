@@ -5,6 +5,8 @@ held-out figures measured on the shipped weights; maintainers run it when a bett
 
     python -m tools.package_pretrained --workdir runs/track_s0 --checkpoint runs/track_s0/checkpoints/ckpt-25000 \\
         --name mnist --data DATA --num 1000
+    python -m tools.package_pretrained --workdir runs/pedestrians --checkpoint runs/pedestrians/checkpoints/ckpt-N \\
+        --name pedestrians --data VIDEO_DATA --num 484     # video data: counting against its proxy ground truth
 """
 
 import argparse
@@ -60,32 +62,47 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
         report, _ = eval_cli.run_evaluation(args)
         tracking = report["tracking"]
         manifest = records.read_manifest(data, "test")
-        return {"data": f"the first {report['num_sequences']} of a test split of {manifest['num_sequences']} "
-                        f"sequences, generator seed {manifest['seed']} ({manifest['digits'].split(' (')[0]})",
-                "split": "test", "num_sequences": report["num_sequences"],
-                "k": k, "num_frames": manifest["generator"]["num_frames"],
-                "counting_accuracy": report["counting_accuracy"],
-                "visible_counting_accuracy": report["visible_counting_accuracy"],
-                "log_px_iwae": report["log_px_iwae"],
-                **{key: tracking[key] for key in ("MOTA", "IDF1", "HOTA", "IDSW", "FP", "FN", "TP")},
-                "box_iou_drawn": report["box_iou"]["drawn"]}
+        if manifest.get("source") == "video":
+            first, end = manifest["video_frame_range"]
+            source = (f"sequences cut from {os.path.basename(manifest['video']['video'])} (video frames {first}–{end}, "
+                      f"proxy ground truth: foreground components, no identities)")
+        else:
+            source = f"sequences, generator seed {manifest['seed']} ({manifest['digits'].split(' (')[0]})"
+        figures = {"data": f"the first {report['num_sequences']} of a test split of {manifest['num_sequences']} "
+                           f"{source}",
+                   "split": "test", "num_sequences": report["num_sequences"],
+                   "k": k, "num_frames": manifest["num_frames"],
+                   "counting_accuracy": report["counting_accuracy"],
+                   "visible_counting_accuracy": report["visible_counting_accuracy"],
+                   "log_px_iwae": report["log_px_iwae"], "proxy_ground_truth": report["proxy_ground_truth"]}
+        if tracking is not None:
+            figures.update({key: tracking[key] for key in ("MOTA", "IDF1", "HOTA", "IDSW", "FP", "FN", "TP")},
+                           box_iou_drawn=report["box_iou"]["drawn"])
+        return figures, manifest
 
-    # The first 200 of the test split tests/test_pretrained.py generates (10,000 sequences, paper preset, seed 1,
-    # the digits' test half; the benchmark's test split).
-    with tempfile.TemporaryDirectory() as test_split:
-        generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
-        small_figures = held_out(test_split, 200)
+    figures, manifest = held_out(data_dir, num)
     record = {
         "name": name, "preset_and_config": "config.json", "seed": config.seed, "step": step,
         "source_run": os.path.abspath(workdir), "source_checkpoint": os.path.abspath(checkpoint),
-        "training_data": {"data_dir": config.data_dir, "generator": "sqair-data generate (paper preset, embedded "
-                          "10k MNIST digits)"},
         "training": training,
-        "held_out": held_out(data_dir, num),
-        "held_out_200": small_figures,
+        "held_out": figures,
         "drawn_box_threshold": glimpse.DRAWN_THRESHOLD,
         "packaged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if manifest.get("source") == "video":
+        record["training_data"] = {
+            "data_dir": config.data_dir, "video": manifest["video"], "from_video": manifest["from_video"],
+            "generator": "sqair-data from-video " + os.path.basename(manifest["video"]["video"]) + " " + " ".join(
+                f"--{key.replace('_', '-')} {value}" for key, value in manifest["from_video"].items()
+                if not isinstance(value, bool))}
+    else:
+        record["training_data"] = {"data_dir": config.data_dir, "generator": "sqair-data generate (paper preset, "
+                                                                           "embedded 10k MNIST digits)"}
+        # The first 200 of the test split tests/test_pretrained.py generates (10,000 sequences, paper preset, seed
+        # 1, the digits' test half; the benchmark's test split).
+        with tempfile.TemporaryDirectory() as test_split:
+            generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
+            record["held_out_200"] = held_out(test_split, 200)[0]
     final = os.path.join(out_root, name)
     tmp = os.path.join(out_root, f".tmp-{name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -137,8 +154,14 @@ def main(argv=None):
     from trainers import checkpoints
 
     config = checkpoints.load_config(args.workdir)
-    training.setdefault("command", f"sqair-train --workdir runs/track_s{config.seed} --preset tracking "
-                                   f"--data DATA --set seed={config.seed}  (or: make pretrained SEED={config.seed})")
+    if args.name == "mnist":
+        training.setdefault("command", f"sqair-train --workdir runs/track_s{config.seed} --preset tracking "
+                                       f"--data DATA --set seed={config.seed}  (or: make pretrained SEED={config.seed})")
+    elif args.name == "pedestrians":
+        step = int(args.checkpoint.rsplit("-", 1)[-1]) if args.checkpoint.rsplit("-", 1)[-1].isdigit() else None
+        training.setdefault("command", "sqair-data from-video vtest.avi --out DATA --crop-stride 16 && sqair-train "
+                                       f"--workdir runs/pedestrians --preset pedestrians --data DATA --steps {step}  "
+                                       f"(or: make pretrained-pedestrians STEPS={step})")
     record = package(args.workdir, args.checkpoint, args.name, args.data, args.num, args.k, training)
     print(json.dumps(record["held_out"], indent=2))
     print(f"wrote {os.path.join(ROOT, args.name)}")

@@ -36,16 +36,20 @@ def test_split(tmp_path_factory):
     return out
 
 
-def test_shipped_model_is_listed_with_its_provenance_and_small_enough():
-    assert "mnist" in pretrained.available()
-    directory, prefix = pretrained.locate("mnist")
+@pytest.mark.parametrize("name", ["mnist", "pedestrians"])
+def test_shipped_model_is_listed_with_its_provenance_and_small_enough(name):
+    assert pretrained.available() == ["mnist", "pedestrians"]
+    directory, prefix = pretrained.locate(name)
     size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
     assert size <= 15e6, size
-    record = pretrained.provenance("mnist")
-    for key in ("step", "seed", "training", "held_out", "held_out_200"):
+    record = pretrained.provenance(name)
+    for key in ("step", "seed", "training", "held_out", "training_data") + (("held_out_200",) if name == "mnist"
+                                                                            else ()):
         assert key in record, key
-    assert record["training"]["command"].startswith("sqair-train ") and record["training"]["commit"]
-    with pytest.raises(pretrained.PretrainedError, match="no pretrained model 'nosuch'; shipped: mnist"):
+    assert record["training"]["command"].startswith(("sqair-train ", "sqair-data from-video "))
+    assert record["training"]["commit"]
+    assert record["held_out"].get("proxy_ground_truth", False) is (name == "pedestrians")  # mnist predates the key.
+    with pytest.raises(pretrained.PretrainedError, match="no pretrained model 'nosuch'; shipped: mnist, pedestrians"):
         pretrained.locate("nosuch")
 
 
@@ -91,3 +95,59 @@ def test_sqair_export_pretrained_writes_a_saved_model_that_tracks(test_split, tm
     bad = subprocess.run([os.path.join(BIN, "sqair-export"), "--pretrained", "nosuch", "--out", str(base)],
                          env=ENV, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no pretrained model 'nosuch'" in bad.stderr
+
+
+def _walkers(t):
+    """(top, left, height, width) of the dark walkers in frame t of the synthetic hall (240×180, the size
+    `sqair-track` downscales vtest.avi to, so no scaling): A walks right inside the tile at rows 64–127, columns
+    0–63; B walks left from the tile at columns 192–239 into the one at 128–191."""
+    out = []
+    if 10 <= t < 110:
+        out.append(("A", (100, 8 + int(0.35 * (t - 10)), 24, 9)))
+    if 20 <= t < 115:
+        out.append(("B", (20, 200 - int(0.3 * (t - 20)), 22, 8)))
+    return out
+
+
+def test_pedestrian_model_tracks_walkers_with_sqair_track(tmp_path):
+    """`sqair-track`'s default model on a hall the test draws with OpenCV: dark elliptical walkers on a light
+    textured floor, as people look in vtest.avi. A walker that stays in one tile keeps one id for the whole video
+    (windows carry the state); one that crosses a tile border gets a new id there (the documented limit)."""
+    import cv2
+
+    path = str(tmp_path / "hall.avi")
+    floor = np.random.default_rng(0).integers(170, 210, (180, 240)).astype(np.uint8)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"FFV1"), 10, (240, 180), isColor=False)
+    truth = {}
+    for t in range(120):
+        frame = floor.copy()
+        for name, (y, x, h, w) in _walkers(t):
+            yy, xx = np.mgrid[0:h, 0:w]
+            body = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 <= 1.0
+            frame[y:y + h, x:x + w][body] = 40
+            truth.setdefault(t, []).append((name, (x, y, w, h)))
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    done = subprocess.run([os.path.join(BIN, "sqair-track"), path, "--out", str(out), "--warmup-frames", "5",
+                           "--video-out", "none", "--no-progress"], env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(",") for line in open(out / "tracks.txt").read().splitlines()]
+
+    def iou(a, b):
+        iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+        return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+    ids = {"A": [], "B": []}
+    for t in range(5, 120, 5):  # The tracked frames: --warmup-frames 5, every 5th (the model's training spacing).
+        here = [(int(r[1]), (float(r[2]) - 1, float(r[3]) - 1, float(r[4]), float(r[5]))) for r in rows
+                if int(r[0]) == t + 1]
+        for name, box in truth.get(t, []):
+            matched = [i for i, b in here if iou(b, box) >= 0.4]
+            ids[name].append(matched[0] if matched else None)
+    found_a = [i for i in ids["A"] if i is not None]
+    assert len(found_a) >= 0.9 * len(ids["A"]) and len(set(found_a)) == 1, ids["A"]
+    found_b = [i for i in ids["B"] if i is not None]
+    assert len(found_b) >= 0.7 * len(ids["B"]) and 1 <= len(set(found_b)) <= 2, ids["B"]

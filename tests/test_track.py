@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import digits
+from data_pipelines import video
 from serving import export
 from sqair_tf import models
 from tools import track
@@ -178,8 +179,8 @@ def test_the_saved_model_endpoint_tracks_like_the_in_process_model(digit_video, 
     path, _ = digit_video
     directory, prefix = pretrained.locate("mnist")
     exported = export.export_model(directory, str(tmp_path / "exports"), num_particles=2, checkpoint=prefix)
-    config = track.TrackConfig(every=2, window=4, num_particles=2, scale_width=SIDE, warmup_frames=10, invert=False,
-                               video_out="none")
+    background = video.VideoConfig(scale_width=SIDE, warmup_frames=10, invert=False)
+    config = track.TrackConfig(every=2, window=4, num_particles=2, background=background, video_out="none")
     saved = track.track_video(path, track.load_tracker(str(tmp_path / "exports"), 2), config, str(tmp_path / "a"))
     local = track.track_video(path, track.load_tracker("mnist", 2), config, str(tmp_path / "b"))
     assert saved["model"] == exported and local["model"] == "pretrained mnist"

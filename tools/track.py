@@ -36,6 +36,9 @@ import time
 
 import numpy as np
 
+from data_pipelines import video  # Light: OpenCV is imported when a video is read.
+from data_pipelines.errors import DataError
+
 VIDEO_OUTPUTS = ("gif", "mp4", "none")
 
 
@@ -45,15 +48,16 @@ class TrackError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class TrackConfig:
-    """Settings of `track_video` (defaults: those `sqair-data from-video` trains `pedestrians` with).
+    """Settings of `track_video` (defaults: those the `pedestrians` model was trained with).
 
     Attributes:
       every: the model sees every this many video frames (its training data's --frame-stride).
       window: frames per inference window (the model's training sequence length).
       start, end: video frame range [start, end) to track (end None: to the last frame).
       num_particles: K of an in-process model (a SavedModel keeps the K it was exported with).
-      scale_width, warmup_frames, history, var_threshold, invert, normalize: the background subtraction
-        (`data_pipelines.video.VideoConfig`; the settings the model's training data was made with).
+      background: the background subtraction, a `data_pipelines.video.VideoConfig` (its scale_width,
+        warmup_frames, history, var_threshold, invert and normalize; the settings the model's training data was
+        made with). Its crop and sequence fields are not used.
       video_out: 'gif', 'mp4' or 'none'; gif_width: width of the annotated GIF in pixels.
     """
 
@@ -62,33 +66,21 @@ class TrackConfig:
     start: int = 0
     end: int = None
     num_particles: int = 5
-    scale_width: int = 240
-    warmup_frames: int = 50
-    history: int = 500
-    var_threshold: float = 16.0
-    invert: bool = True
-    normalize: bool = True
+    background: video.VideoConfig = dataclasses.field(default_factory=video.VideoConfig)
     video_out: str = "gif"
     gif_width: int = 384
 
     def __post_init__(self):
-        for name in ("every", "window", "num_particles", "scale_width", "history", "gif_width"):
+        for name in ("every", "window", "num_particles", "gif_width"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TrackError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.start < 0 or self.warmup_frames < 0:
-            raise TrackError("--start and --warmup-frames must be ≥ 0")
+        if self.start < 0:
+            raise TrackError(f"--start must be ≥ 0, got {self.start}")
         if self.end is not None and self.end <= self.start:
             raise TrackError(f"--end {self.end} must be after --start {self.start}")
         if self.video_out not in VIDEO_OUTPUTS:
             raise TrackError(f"--video-out must be one of {', '.join(VIDEO_OUTPUTS)}, got {self.video_out!r}")
-
-    def video_config(self):
-        from data_pipelines import video
-
-        return video.VideoConfig(scale_width=self.scale_width, warmup_frames=self.warmup_frames,
-                                 history=self.history, var_threshold=self.var_threshold, invert=self.invert,
-                                 normalize=self.normalize)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -212,15 +204,12 @@ def track_video(path, tracker, config, out_dir, progress=None):
     """
     import cv2
 
-    from data_pipelines import video
-    from data_pipelines.errors import DataError
-
     try:
-        stream = video.ForegroundStream(path, config.video_config())
+        stream = video.ForegroundStream(path, config.background)
     except DataError as e:
         raise TrackError(str(e)) from None
     tile_h, tile_w = tracker.image_shape[:2]
-    first = max(config.start, config.warmup_frames)
+    first = max(config.start, config.background.warmup_frames)
     rows, annotated, pending, ids = [], [], [], IdMap()
     state, origins, scale = None, None, None
     counts, seen = [], 0
@@ -341,7 +330,7 @@ def _write_outputs(out_dir, rows, summary, annotated, info, config, cv2):
 # ------------------------------------------------------------------------------------------------------------------
 
 def _parser():
-    defaults = TrackConfig()
+    defaults, background = TrackConfig(), video.VideoConfig()
     parser = argparse.ArgumentParser(prog="sqair-track", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", help="video file OpenCV can read (a static camera)")
@@ -363,15 +352,15 @@ def _parser():
     parser.add_argument("--k", type=int, default=defaults.num_particles,
                         help="particles per window for a shipped model or run directory (a SavedModel keeps the K "
                              f"it was exported with); default {defaults.num_particles}")
-    parser.add_argument("--scale-width", type=int, default=defaults.scale_width,
+    parser.add_argument("--scale-width", type=int, default=background.scale_width,
                         help=f"frames are downscaled to this width before background subtraction and tiling, as "
-                             f"for the model's training data (default {defaults.scale_width})")
-    parser.add_argument("--warmup-frames", type=int, default=defaults.warmup_frames,
-                        help=f"frames that only train the background model (default {defaults.warmup_frames})")
-    parser.add_argument("--history", type=int, default=defaults.history,
-                        help=f"MOG2 history length (default {defaults.history})")
-    parser.add_argument("--var-threshold", type=float, default=defaults.var_threshold,
-                        help=f"MOG2 variance threshold (default {defaults.var_threshold:g})")
+                             f"for the model's training data (default {background.scale_width})")
+    parser.add_argument("--warmup-frames", type=int, default=background.warmup_frames,
+                        help=f"frames that only train the background model (default {background.warmup_frames})")
+    parser.add_argument("--history", type=int, default=background.history,
+                        help=f"MOG2 history length (default {background.history})")
+    parser.add_argument("--var-threshold", type=float, default=background.var_threshold,
+                        help=f"MOG2 variance threshold (default {background.var_threshold:g})")
     parser.add_argument("--no-invert", dest="invert", action="store_false",
                         help="do not invert the grey values before background subtraction (as `sqair-data "
                              "from-video --no-invert`; the MNIST model wants bright objects on black)")
@@ -389,15 +378,15 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        config = TrackConfig(every=args.every, window=args.window, start=args.start, end=args.end,
-                             num_particles=args.k, scale_width=args.scale_width, warmup_frames=args.warmup_frames,
-                             history=args.history, var_threshold=args.var_threshold, invert=args.invert,
-                             normalize=args.normalize, video_out=args.video_out,
-                             gif_width=args.gif_width)
-        from data_pipelines import video
-        from data_pipelines.errors import DataError
-
         try:
+            background = video.VideoConfig(  # crop is a from-video setting; kept valid for any --scale-width.
+                crop=max(1, min(video.VideoConfig.crop, args.scale_width)), scale_width=args.scale_width,
+                warmup_frames=args.warmup_frames,
+                                           history=args.history, var_threshold=args.var_threshold,
+                                           invert=args.invert, normalize=args.normalize)
+            config = TrackConfig(every=args.every, window=args.window, start=args.start, end=args.end,
+                                 num_particles=args.k, background=background, video_out=args.video_out,
+                                 gif_width=args.gif_width)
             video.check_readable(args.video)
             total = video.frame_count(args.video)
         except DataError as e:

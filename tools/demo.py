@@ -183,8 +183,8 @@ def _evaluate(args, workdir, checkpoint, data_dir, out, figures):
 
     ns = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data_dir, split="test", k=args.k,
                                num=args.num_test, chunk=args.k, batch=50, seed=args.seed, jit=args.jit, iou=0.5,
-                               no_addition=True, figures=figures, no_progress=args.no_progress, addition_train=0,
-                               out=out, tensorboard=os.path.join(out, "tensorboard"))
+                               no_addition=True, figures=figures, observed=3, no_progress=args.no_progress,
+                               addition_train=0, out=out, tensorboard=os.path.join(out, "tensorboard"))
     report, table = eval_cli.run_evaluation(ns)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "report.json"), "w") as f:

@@ -47,6 +47,7 @@ setup(
             "sqair-demo=tools.demo:run",
             "sqair-export=serving.export:run",
             "sqair-train=trainers.train:run",
+            "sqair-train-cluster=trainers.cluster:run",
             "sqair-eval=evaluation.cli:run",
             "sqair-track=tools.track:run",
         ],

@@ -16,11 +16,13 @@ from evaluation import cli as eval_cli
 from serving import export
 from tools import demo
 from tools import track
+from trainers import cluster
 from trainers import train
 
 BIN = os.path.dirname(sys.executable)
 COMMANDS = {  # console script → (its parser, sub-command or None)
     "sqair-train": (train._parser, None),
+    "sqair-train-cluster": (cluster._parser, None),
     "sqair-eval": (eval_cli._parser, None),
     "sqair-export": (export._parser, None),
     "sqair-demo": (demo._parser, None),

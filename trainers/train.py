@@ -8,6 +8,11 @@
 The run directory holds config.json (the resolved config), checkpoints/ and tensorboard/ (view with
 `tensorboard --logdir WORKDIR/tensorboard`). A resume with settings that change what the run computes (model,
 optimizer, batch, seed, ...) is refused; execution settings (steps, jit, logging cadence, data path) may change.
+
+On several machines, run the same command on every machine with its own TF_CONFIG (the cluster's addresses and
+this machine's task; `--strategy auto` then trains with MultiWorkerMirroredStrategy), and a run directory on a
+filesystem they share; `sqair-train-cluster --workers N -- ARGS` tries it on one machine (README "Several
+machines").
 """
 
 import argparse
@@ -19,6 +24,7 @@ import sys
 def _parser():
     from sqair_tf import models
     from trainers import config as config_lib
+    from trainers import multi_worker
 
     parser = argparse.ArgumentParser(prog="sqair-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,16 +48,50 @@ def _parser():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, repeatable: learning_rate=3e-5, batch_size=16, "
                              "jit_compile=true, lr_boundaries=1000,2000, model.hidden_size=128")
-    parser.add_argument("--strategy", choices=("auto", "default", "mirrored"), default="auto",
-                        help="distribution: mirrored = MirroredStrategy over all GPUs (or CPU); auto = mirrored "
-                             "when more than one GPU is visible, else the default strategy")
+    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi_worker"), default="auto",
+                        help="distribution: mirrored = MirroredStrategy over all GPUs (or CPU) of this machine; "
+                             "multi_worker = MultiWorkerMirroredStrategy over the machines TF_CONFIG names (every "
+                             "worker runs this command; the global batch is split over all their devices); auto = "
+                             "multi_worker when TF_CONFIG names more than one worker, else mirrored when more than "
+                             "one GPU is visible, else the default strategy")
+    defaults = multi_worker.Timeouts()
+    parser.add_argument("--startup-timeout", type=float, default=defaults.startup, metavar="SECONDS",
+                        help="multi_worker: how long a worker waits for all workers to start before it stops "
+                             f"with an error (default {defaults.startup:g})")
+    parser.add_argument("--heartbeat-timeout", type=float, default=defaults.heartbeat, metavar="SECONDS",
+                        help="multi_worker: a worker not heard from for this long is declared dead and every "
+                             f"other worker stops with an error (default {defaults.heartbeat:g})")
+    parser.add_argument("--stall-timeout", type=float, default=defaults.stall, metavar="SECONDS",
+                        help="multi_worker: a worker that completes no training step and reaches no loop boundary "
+                             "for this long (a worker that hangs alive, or waits for one) stops with an error; must "
+                             "exceed the chief's held-out evaluation and an XLA compilation (default "
+                             f"{defaults.stall:g})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     return parser
 
 
-def _strategy(name):
+def _strategy(name, cluster, timeouts):
+    """The strategy `--strategy name` asks for; `cluster` is TF_CONFIG's (None when unset).
+
+    Created before any other TensorFlow op: MultiWorkerMirroredStrategy must configure the runtime first (and the
+    GPU count of `auto` is asked only once the choice cannot be multi-worker).
+    """
     import tensorflow as tf
 
+    from trainers import multi_worker
+
+    several = cluster is not None and cluster.num_workers > 1
+    if name == "multi_worker" or (name == "auto" and several):
+        if cluster is None:
+            raise multi_worker.ClusterConfigError(
+                "--strategy multi_worker needs TF_CONFIG, the cluster's addresses and this worker's task, e.g. "
+                '{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}} '
+                "(sqair-train-cluster sets it for workers on one machine)")
+        return multi_worker.create_strategy(cluster, timeouts)
+    if several:  # Each process would train alone in the same run directory.
+        raise multi_worker.ClusterConfigError(
+            f"TF_CONFIG names {cluster.num_workers} workers but --strategy {name} trains on one machine; use "
+            "--strategy multi_worker (or auto), or unset TF_CONFIG")
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
@@ -91,31 +131,46 @@ def main(argv=None):
         print(f"sqair-train: error: --steps must be ≥ 1, got {args.steps}", file=sys.stderr)
         return 2
     from data_pipelines.errors import DataError
+    from trainers import multi_worker
     from trainers import trainer as trainer_lib
 
     try:
+        cluster = multi_worker.cluster_from_environment()
+        timeouts = multi_worker.Timeouts(startup=args.startup_timeout, heartbeat=args.heartbeat_timeout,
+                                         stall=args.stall_timeout)
         config = _resolve(args)
-        trainer = trainer_lib.Trainer(config, args.workdir, strategy=_strategy(args.strategy),
-                                      progress=not args.no_progress)
-        cfg = trainer.config
-        print(f"training {cfg.total_steps:,} steps in {os.path.abspath(args.workdir)} "
-              f"(batch {cfg.batch_size}, K={cfg.num_particles}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
-              f"curriculum {cfg.curriculum_start}→{cfg.max_seq_len} frames every {cfg.curriculum_stage_steps:,} "
-              f"steps, {trainer.strategy.num_replicas_in_sync} replica(s))", flush=True)
+        trainer = trainer_lib.Trainer(config, args.workdir, strategy=_strategy(args.strategy, cluster, timeouts),
+                                      progress=not args.no_progress, stall_timeout=timeouts.stall)
+        cfg, worker = trainer.config, trainer.worker
+        if worker.is_chief:
+            workers = f" on {worker.num_workers} workers" if worker.is_multi else ""
+            print(f"training {cfg.total_steps:,} steps in {os.path.abspath(args.workdir)} "
+                  f"(batch {cfg.batch_size}, K={cfg.num_particles}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
+                  f"curriculum {cfg.curriculum_start}→{cfg.max_seq_len} frames every {cfg.curriculum_stage_steps:,} "
+                  f"steps, {trainer.strategy.num_replicas_in_sync} replica(s){workers})", flush=True)
+        else:
+            print(f"worker {worker.rank} of {worker.num_workers} ({worker.address}): training; the chief writes "
+                  "checkpoints, TensorBoard and progress", flush=True)
         metrics = trainer.train()
+    except trainer_lib.ClusterError as e:  # Not the input's fault: restarting every worker resumes.
+        print(f"sqair-train: error: {e}", file=sys.stderr)
+        return 1
     except (trainer_lib.TrainingError, DataError, ValueError) as e:
         print(f"sqair-train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Saved by the trainer; 128 + the signal, as a shell reports it.
         return 128 + getattr(e, "signum", signal.SIGINT)
     step = int(trainer.step.numpy())
+    if not worker.is_chief:
+        print(f"worker {worker.rank}: done at step {step:,}")
+        return 0
     counting = ""
     if trainer.model.has_objects:
         counting = f"counting accuracy {metrics.get('held_out_counting_accuracy', float('nan')):.4f}, "
     print(f"done at step {step:,}: {cfg.model_name} held-out {counting}"
           f"IWAE {metrics.get('held_out_iwae', float('nan')):.1f} nats/seq "
           f"({int(trainer.nonfinite_total.numpy())} non-finite updates skipped)")
-    print(f"  checkpoint: {trainer.manager.latest_checkpoint}")
+    print(f"  checkpoint: {trainer.latest_checkpoint}")
     print(f"  TensorBoard: tensorboard --logdir {os.path.join(os.path.abspath(args.workdir), 'tensorboard')}")
     return 0
 

@@ -23,9 +23,18 @@ machine, multi-threaded CPU kernels may sum in another order).
 Distribution: per-example losses are reduced with `tf.nn.compute_average_loss` over the global batch, so
 gradients summed across replicas equal the gradient of the global-batch mean. Particles stay within their
 sequence (the model tiles K inside each replica).
+
+Several machines (`MultiWorkerMirroredStrategy`, `trainers.multi_worker`, BUILD.md "Multi-worker"): the same loop on
+every worker; only the chief (worker 0) writes config.json, TensorBoard, progress and the kept checkpoints, while
+the other workers take part in every save (a collective) with a throw-away copy; every worker restores the chief's
+latest checkpoint; before anything is built the workers check with one collective that they run the same config on
+the same data from the same checkpoint; a signal on any worker is agreed at the next loop boundary, so all of them
+save the same step and stop; a lost worker stops every other with a `ClusterError` within the timeouts.
 """
 
+import contextlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -43,6 +52,7 @@ from sqair_tf import metrics as metrics_lib
 from sqair_tf import models
 from sqair_tf import objectives
 from trainers import config as config_lib
+from trainers import multi_worker
 from trainers import rmsprop_tf1
 
 
@@ -50,12 +60,25 @@ class TrainingError(Exception):
     """A run cannot start or continue (bad config, incompatible resume, too many non-finite updates)."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Training stopped on a signal (SIGINT or SIGTERM) after saving a checkpoint; `signum` says which."""
+class ClusterError(TrainingError):
+    """A multi-worker run lost a worker, or waited for one longer than the timeouts allow; restarting every worker
+    resumes from the last checkpoint."""
 
-    def __init__(self, signum):
+
+# What a collective raises when a peer died (Unavailable), went silent or stuck (DeadlineExceeded) or when the
+# runtime aborted it because of either (Cancelled, Aborted).
+_CLUSTER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                     tf.errors.AbortedError)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal (SIGINT or SIGTERM) after saving a checkpoint; `signum` says which, `workers`
+    which workers received it (in a multi-worker run, any worker's signal stops all)."""
+
+    def __init__(self, signum, workers=(0,)):
         super().__init__(signal.Signals(signum).name)
         self.signum = int(signum)
+        self.workers = tuple(workers)
 
 
 # Scalars returned by every training step, summed over the replica's sequences (divided by the global batch
@@ -106,6 +129,12 @@ def sequence_statistics(outputs, num_particles, true_count):
         stats["num_objects"] = weighted(frame_mean("num_objects"))
         stats["counting_accuracy"] = metrics_lib.counting_accuracy(outputs["num_objects"], true_count, log_weights)
     return stats
+
+
+def training_step_seed(seed, step):
+    """int32 [2]: the sampling seed of training step `step` of a run seeded `seed`; replica r of the step samples
+    with fold_in(it, r), so a run's samples depend on the step and the replica, never on the machine."""
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0x5EED], tf.int32), tf.cast(step, tf.int32))
 
 
 def loss_and_grads(model, config, frames, count, seed):
@@ -159,12 +188,19 @@ class Trainer:
       strategy: a `tf.distribute.Strategy` (default: the current/default one).
       progress: show a progress bar (tqdm, with rate and ETA) on stderr.
       log: a function taking one line of text (default: print to stdout).
+      stall_timeout: with several workers, seconds without a step or loop boundary after which this worker stops
+        (`multi_worker.StallWatchdog`).
     """
 
-    def __init__(self, config, workdir, strategy=None, progress=True, log=print):
+    def __init__(self, config, workdir, strategy=None, progress=True, log=print,
+                 stall_timeout=multi_worker.Timeouts().stall):
         self.workdir = workdir
+        self.stall_timeout = stall_timeout
+        self._boundaries = 0  # Loop boundaries passed: the watchdog's sign of progress between steps.
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.progress = progress
+        # Under MultiWorkerMirroredStrategy, only the chief writes the run directory and reports progress.
+        self.worker = multi_worker.Worker.of(self.strategy)
+        self.progress = progress and self.worker.is_chief
         self.log = log
         self.config = self._resolve_config(config)
         cfg = self.config
@@ -183,11 +219,18 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
         if cfg.batch_size % replicas:
             raise TrainingError(f"batch_size {cfg.batch_size} is not divisible by the {replicas} replicas")
+        self.checkpoint_dir = os.path.join(workdir, "checkpoints")
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # Every worker resumes the chief's latest.
+        if self.worker.is_multi:
+            self._gather_fn = tf.function(self._gather)
+            with self._cluster_failures("before training started"), self._watchdog():
+                self._check_workers_agree(latest)
 
-        # Initial weights are a function of the seed (Keras initializers draw from the global seed).
+        # Initial weights are a function of the seed (Keras initializers draw from the global seed; with several
+        # workers, the variables' initial values are broadcast from the chief).
         keras.utils.set_random_seed(cfg.seed)
         mean_image = np.asarray(self.train_manifest["mean_frame"], np.float32)[..., None]  # [H, W, 1]
-        with self.strategy.scope():
+        with self.strategy.scope(), self._cluster_failures("before training started"), self._watchdog():
             self.model = models.build(cfg.model_name, cfg.model, mean_image=mean_image)
             h, w, c = cfg.model.image_shape
             self.model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
@@ -195,32 +238,48 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             on_first = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.step = tf.Variable(0, dtype=tf.int64, name="step", **on_first)
+            self._local_step = self.strategy.experimental_local_results(self.step)[0]  # Read by the watchdog.
             self.nonfinite_in_row = tf.Variable(0, dtype=tf.int64, name="nonfinite_in_row", **on_first)
             self.nonfinite_total = tf.Variable(0, dtype=tf.int64, name="nonfinite_total", **on_first)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                               nonfinite_in_row=self.nonfinite_in_row,
                                               nonfinite_total=self.nonfinite_total)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
-                                                  max_to_keep=cfg.keep_checkpoints)
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            self.log(f"resumed from {self.manager.latest_checkpoint} at step {int(self.step.numpy())}")
+        if self.worker.is_chief:
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir,
+                                                      max_to_keep=cfg.keep_checkpoints)
+        else:  # Saving is a collective: this worker saves too, to a copy it deletes (`save`).
+            temp = multi_worker.temp_checkpoint_dir(workdir, self.worker.rank)
+            shutil.rmtree(temp, ignore_errors=True)  # A copy left by a crash.
+            self.manager = tf.train.CheckpointManager(self.checkpoint, temp, max_to_keep=1)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.log(f"resumed from {latest} at step {int(self.step.numpy())}")
         self._loops = {}
-        # One replica: the fused step (one XLA cluster). Several: compiled forward/backward, update outside.
-        self._fused = self.strategy.num_replicas_in_sync == 1
+        # One replica: the fused step (one XLA cluster). Several, or a multi-worker strategy (whose optimizer
+        # update all-reduces, which XLA cannot compile on CPU): compiled forward/backward, update outside.
+        self._fused = (self.strategy.num_replicas_in_sync == 1
+                       and not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy))
         self._grad_fn = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
         self._fused_fn = tf.function(self._fused_step, jit_compile=cfg.jit_compile)
         self._eval_fn = tf.function(self._evaluate_batch)
-        self._writers = {name: tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", name))
-                         for name in ("train", "eval")}
+        if self.worker.is_chief:
+            self._writers = {name: tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", name))
+                             for name in ("train", "eval")}
+        else:
+            self._writers = {name: tf.summary.create_noop_writer() for name in ("train", "eval")}
         self._eval_batch = None
 
     # ----------------------------------------------------------------------------------------------------------
     # Configuration and run directory.
 
     def _resolve_config(self, config):
-        """Writes config.json on a fresh run; on resume, checks compatibility and keeps the stored run's values."""
-        os.makedirs(self.workdir, exist_ok=True)
+        """Writes config.json on a fresh run; on resume, checks compatibility and keeps the stored run's values.
+
+        Only the chief writes: the other workers of a multi-worker run read the run directory (on a filesystem they
+        share) and are checked against the chief's config by `_check_workers_agree`.
+        """
+        if self.worker.is_chief:
+            os.makedirs(self.workdir, exist_ok=True)
         path = os.path.join(self.workdir, "config.json")
         if os.path.exists(path):
             with open(path) as f:
@@ -231,25 +290,140 @@ class Trainer:
             if config is None:
                 return stored
             clash = config_lib.incompatible_fields(stored, config)
-            if clash:
+            # A worker checks its config against the chief's in `_check_workers_agree`, a collective: refusing
+            # here would leave the chief waiting there, and whether the chief has rewritten config.json yet is a
+            # race.
+            if clash and self.worker.is_chief:
                 a, b = config_lib._flatten(stored.to_dict()), config_lib._flatten(config.to_dict())
                 diffs = "; ".join(f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} requested" for k in clash)
                 raise TrainingError(f"refusing to resume {self.workdir} with an incompatible config ({diffs}). "
                                     f"Use a new --workdir, or resume with the run's own settings.")
         elif config is None:
             raise TrainingError(f"{self.workdir} has no config.json; choose a --preset to start a run")
+        if not self.worker.is_chief:  # The chief writes it; `_check_workers_agree` checks this worker's is equal.
+            return config
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(config.to_json())
         os.replace(tmp, path)
         return config
 
+    def train_data_config(self):
+        """The `DataConfig` of the training batches. Each input pipeline (one per worker) reads its own part of the
+        shards with the per-replica batch (`dataset_lib.build_dataset` with the strategy's `InputContext`)."""
+        return dataset_lib.DataConfig(data_dir=self.config.data_dir, split="train",
+                                      global_batch_size=self.config.batch_size, shuffle=True, shuffle_buffer=2000,
+                                      seed=self.config.seed)
+
     def _dataset(self, skip_batches):
-        data_config = dataset_lib.DataConfig(data_dir=self.config.data_dir, split="train",
-                                             global_batch_size=self.config.batch_size, shuffle=True,
-                                             shuffle_buffer=2000, seed=self.config.seed)
+        data_config = self.train_data_config()
         fn = lambda ctx: dataset_lib.build_dataset(data_config, ctx, skip_batches=skip_batches)[0]  # noqa: E731
         return self.strategy.distribute_datasets_from_function(fn)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Keeping the workers of a multi-worker run in step (each method below is a collective: every worker calls it
+    # at the same point of the run, or the callers wait for each other until the stall timeout).
+
+    def _gather(self, values):
+        """int64 [V] of this worker → int64 [replicas, V], every replica's row in replica order."""
+        return self.strategy.gather(self.strategy.run(lambda: values[None]), axis=0)
+
+    def _from_every_worker(self, values):
+        """numpy int64 [workers, V]: `values` (a list of V ints) of every worker, the chief's first."""
+        rows = self._gather_fn(tf.constant(values, tf.int64)).numpy()  # [replicas, V]
+        return rows[::self.strategy.num_replicas_in_sync // self.worker.num_workers]  # The first replica of each.
+
+    def _check_workers_agree(self, latest):
+        """Refuses to start unless every worker has the chief's config and data and resumes the chief's checkpoint.
+
+        One collective, before any variable exists: workers whose models differ would otherwise fail inside the
+        variables' initial broadcasts with an error that names neither the fields nor the workers, and workers that
+        differ only in execution settings (steps per loop, checkpoint cadence) would reach their collectives at
+        different steps. Each worker compares a hash (`multi_worker.fingerprint`) with the chief's; one that
+        differs then names its differing fields against the chief's config.json.
+        """
+        rows = self._from_every_worker([multi_worker.fingerprint(self.config, self.train_manifest),
+                                        _checkpoint_number(latest)])  # [workers, 2]
+        differ = [w for w in range(len(rows)) if rows[w, 0] != rows[0, 0]]
+        if self.worker.rank in differ:
+            raise TrainingError(self._difference_from_chief())
+        if differ:
+            raise TrainingError(f"worker(s) {', '.join(map(str, differ))} started with a config or data other than "
+                                "the chief's (their logs name the fields); start every worker with the same "
+                                "sqair-train arguments and data")
+        if any(rows[:, 1] != rows[0, 1]):
+            seen = ", ".join(f"worker {w}: {'none' if n < 0 else f'step {n}'}" for w, n in enumerate(rows[:, 1]))
+            raise TrainingError(f"the workers see different latest checkpoints in {self.checkpoint_dir} ({seen}): "
+                                "the run directory must be on a filesystem every worker shares")
+
+    def _difference_from_chief(self):
+        """Why this worker's fingerprint differs from the chief's, as one message."""
+        path = os.path.join(self.workdir, "config.json")
+        try:
+            with open(path) as f:
+                chief = config_lib.TrainConfig.from_json(f.read())
+        except (OSError, ValueError, TypeError):
+            return (f"worker {self.worker.rank}'s config or data differ from the chief's, whose {path} cannot be "
+                    "read: the run directory must be on a filesystem every worker shares")
+        a, b = config_lib._flatten(chief.to_dict()), config_lib._flatten(self.config.to_dict())
+        clash = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "data_dir")
+        if clash:
+            diffs = "; ".join(f"{k}: {a.get(k)!r} on the chief, {b.get(k)!r} here" for k in clash)
+            return (f"worker {self.worker.rank} was started with a config other than the chief's ({diffs}); start "
+                    "every worker with the same sqair-train arguments")
+        return (f"worker {self.worker.rank}'s training data differ from the chief's (the shards listed in "
+                f"{os.path.join(self.config.data_dir, 'train.json')}: names, sizes or checksums); every worker "
+                "must read the same data")
+
+    def _agreed_stop(self, stop):
+        """(signal number or 0, the workers that received it): a stop requested on any worker stops all of them.
+
+        A signal reaches one worker (a preempted machine) or all (Ctrl-C in a launcher, a job cancelled); each
+        records it in `stop` and the workers all-gather their flags at every loop boundary, so they all take the
+        same decision at the same step and all take part in the checkpoint save (a collective). The cost is one
+        tiny collective per loop, not per step. SIGTERM wins over SIGINT: it announces that the machine goes away.
+        """
+        if not self.worker.is_multi:
+            return (stop[0], [0]) if stop else (0, [])
+        local = stop[0] if stop else 0
+        flags = self._from_every_worker([int(local == signal.SIGINT), int(local == signal.SIGTERM)])  # [W, 2]
+        for column, signum in ((1, signal.SIGTERM), (0, signal.SIGINT)):
+            if flags[:, column].any():
+                return int(signum), [int(w) for w in np.flatnonzero(flags[:, column])]
+        return 0, []
+
+    def _any_worker(self, flag):
+        """True on every worker if `flag` is true on any (a local decision that must be the same everywhere)."""
+        if not self.worker.is_multi:
+            return bool(flag)
+        return bool(self._from_every_worker([int(bool(flag))]).any())
+
+    def _watchdog(self):
+        """A `multi_worker.StallWatchdog` for a multi-worker run (nothing to watch on one machine)."""
+        if not self.worker.is_multi:
+            return contextlib.nullcontext()
+        return multi_worker.StallWatchdog(self.stall_timeout, self._progress)
+
+    def _progress(self):
+        """What changes while the run moves: the step counter (read from the watchdog's thread) and boundaries."""
+        step = getattr(self, "_local_step", None)
+        return (-1 if step is None else int(step.numpy()), self._boundaries)
+
+    @contextlib.contextmanager
+    def _cluster_failures(self, when=None):
+        """Turns a failed collective of a multi-worker run into one ClusterError that says what to do; `when`
+        defaults to the current step."""
+        try:
+            yield
+        except _CLUSTER_FAILURES as e:
+            if not self.worker.is_multi:
+                raise
+            when = when or f"at step {int(self.step.numpy())}"
+            latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+            resume = f"they resume from {latest}" if latest else "the run starts again from step 0"
+            raise ClusterError(f"worker {self.worker.rank} of {self.worker.num_workers} lost the cluster {when} "
+                               f"({multi_worker.failure_reason(e)}); another worker stopped, failed or hung (see "
+                               f"its log). Start every worker again: {resume}") from None
 
     # ----------------------------------------------------------------------------------------------------------
     # The compiled step.
@@ -314,9 +488,8 @@ class Trainer:
         keys = step_metrics(self.model)
         totals = {key: tf.constant(0.0) for key in keys}
         applied = tf.constant(0.0)
-        base_seed = tf.constant([self.config.seed, 0x5EED], tf.int32)
         for _ in tf.range(num_steps):
-            step_seed = tf.random.experimental.stateless_fold_in(base_seed, tf.cast(self.step, tf.int32))
+            step_seed = training_step_seed(self.config.seed, self.step)
             sums, finite = self.strategy.run(self._replica_step, args=(next(iterator), step_seed, seq_len))
             sums = {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                     for key, value in sums.items()}
@@ -377,8 +550,20 @@ class Trainer:
             hp.hparams(hparams, trial_id=os.path.basename(os.path.abspath(self.workdir)))
 
     def save(self):
+        """Saves a checkpoint at the current step and returns the run's path of it.
+
+        With several workers saving is a collective: every worker saves, the chief into the run directory and the
+        others into a temporary directory they delete at once (TensorFlow's multi-worker convention)."""
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if not self.worker.is_chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+            path = os.path.join(self.checkpoint_dir, os.path.basename(path))
         return path
+
+    @property
+    def latest_checkpoint(self):
+        """The run's newest checkpoint (the chief's, on every worker), or None."""
+        return tf.train.latest_checkpoint(self.checkpoint_dir)
 
     def train(self, total_steps=None, finalize=True, max_seconds=None):
         """Trains until `total_steps` (default: the config's), returning the last loop's metrics.
@@ -393,12 +578,15 @@ class Trainer:
         Saves a checkpoint every `checkpoint_every` steps, at the end, and when interrupted (Ctrl-C or SIGTERM, then
         raises `Interrupted`), so an interruption loses nothing; stops with TrainingError after `max_nonfinite_in_row` skipped updates in a
         row, keeping the last good checkpoint.
+
+        With several workers, every worker calls `train` with the same arguments; a signal on any of them stops all
+        at the next loop boundary (`_agreed_stop`), and a lost worker raises ClusterError on the others.
         """
         cfg = self.config
         total = int(total_steps or cfg.total_steps)
         step = int(self.step.numpy())
         deadline = None if max_seconds is None else time.monotonic() + float(max_seconds)
-        if step == 0:
+        if step == 0 and self.worker.is_chief:
             self._write_hparams()
         iterator = self._iterator_at(step)
         bar = None
@@ -406,7 +594,6 @@ class Trainer:
             from tqdm import tqdm
             bar = tqdm(total=total, initial=step, unit="step", desc="train", file=sys.stderr, dynamic_ncols=True,
                        smoothing=0.1)
-        last = {}
         # Ctrl-C (SIGINT) and SIGTERM (what Kubernetes and Slurm send before they kill a job) are turned into a flag
         # checked between loops: a KeyboardInterrupt raised at an arbitrary point can be swallowed by library code
         # (a CI run kept training after SIGINT) or land mid-save.
@@ -415,63 +602,22 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, lambda signum, _: stop.append(signum))
+        last = {}
         try:
-            while step < total:
-                if stop:
-                    raise Interrupted(stop[0])
-                seq_len = cfg.seq_len(step, self.data_len)
-                boundaries = [total, cfg.next_stage_step(step), _next_multiple(step, cfg.checkpoint_every),
-                              _next_multiple(step, cfg.eval_every), step + cfg.steps_per_loop]
-                num = min(boundaries) - step
-                start = time.perf_counter()
-                try:
-                    totals, applied = self._loop_fn(seq_len)(iterator, tf.constant(num))
-                except tf.errors.DataLossError as e:  # A record that went bad after the start: say which shard.
-                    raise records.data_loss_error(self.train_manifest, e) from None
-                elapsed = time.perf_counter() - start
-                step = int(self.step.numpy())
-                self._iterator_step = step
-                applied = float(applied)
-                last = {key: float(value) / max(applied, 1.0) / cfg.batch_size for key, value in totals.items()}
-                last.update(steps_per_sec=num / elapsed, seq_len=seq_len, skipped=num - applied,
-                            learning_rate=float(self._learning_rate()))
-                self._log_scalars(step, last)
-                if bar is not None:
-                    bar.update(num)
-                    postfix = dict(L=seq_len, iwae=f"{last['iwae']:.0f}")
-                    if "counting_accuracy" in last:
-                        postfix["acc"] = f"{last['counting_accuracy']:.3f}"
-                    bar.set_postfix(**postfix)
-                in_row = int(self.nonfinite_in_row.numpy())
-                if in_row >= cfg.max_nonfinite_in_row:
-                    raise TrainingError(
-                        f"stopping at step {step}: {in_row} consecutive updates had a non-finite loss or gradient "
-                        f"({int(self.nonfinite_total.numpy())} in total). The last good checkpoint is "
-                        f"{self.manager.latest_checkpoint}; try a lower learning_rate.")
-                out_of_time = deadline is not None and time.monotonic() >= deadline
-                final = finalize and (step == total or out_of_time)
-                if step % cfg.eval_every == 0 or final:
-                    try:
-                        held_out = self.evaluate(images=step % cfg.image_every == 0 or final)
-                    except tf.errors.DataLossError as e:
-                        raise records.data_loss_error(self.eval_manifest, e) from None
-                    last.update({f"held_out_{key}": value for key, value in held_out.items()})
-                    msg = f"step {step}: held-out "
-                    if "counting_accuracy" in held_out:
-                        msg += f"counting accuracy {held_out['counting_accuracy']:.4f}, "
-                    msg += f"IWAE {held_out['iwae']:.1f} nats/seq"
-                    bar.write(msg) if bar is not None else self.log(msg)
-                if step % cfg.checkpoint_every == 0 or final:
-                    self.save()
-                if out_of_time:
-                    break
+            with self._cluster_failures(), self._watchdog():
+                last = self._run_loops(iterator, step, total, deadline, finalize, stop, bar)
         except KeyboardInterrupt as e:
-            path = self.save()
+            with self._cluster_failures(), self._watchdog():
+                path = self.save()
+                self._barrier()
             if bar is not None:
                 bar.close()
             name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
-            self.log(f"interrupted: saved {path} at step {int(self.step.numpy())}; run again to resume (stopped by "
-                     f"{name})")
+            if self.worker.is_multi:
+                name += f" on worker(s) {', '.join(map(str, getattr(e, 'workers', ())))}"
+            saved = "saved" if self.worker.is_chief else "the chief saved"
+            self.log(f"interrupted: {saved} {path} at step {int(self.step.numpy())}; run again to resume (stopped "
+                     f"by {name})")
             raise
         finally:
             for signum, handler in previous.items():
@@ -481,6 +627,73 @@ class Trainer:
             for writer in self._writers.values():
                 writer.flush()
         return last
+
+    def _run_loops(self, iterator, step, total, deadline, finalize, stop, bar):
+        """The loops of `train` from `step` to `total`; returns the last loop's metrics."""
+        cfg = self.config
+        last = {}
+        while step < total:
+            self._boundaries += 1
+            signum, workers = self._agreed_stop(stop)
+            if signum:
+                raise Interrupted(signum, workers)
+            seq_len = cfg.seq_len(step, self.data_len)
+            boundaries = [total, cfg.next_stage_step(step), _next_multiple(step, cfg.checkpoint_every),
+                          _next_multiple(step, cfg.eval_every), step + cfg.steps_per_loop]
+            num = min(boundaries) - step
+            start = time.perf_counter()
+            try:
+                totals, applied = self._loop_fn(seq_len)(iterator, tf.constant(num))
+            except tf.errors.DataLossError as e:  # A record that went bad after the start: say which shard.
+                raise records.data_loss_error(self.train_manifest, e) from None
+            elapsed = time.perf_counter() - start
+            step = int(self.step.numpy())
+            self._iterator_step = step
+            applied = float(applied)
+            last = {key: float(value) / max(applied, 1.0) / cfg.batch_size for key, value in totals.items()}
+            last.update(steps_per_sec=num / elapsed, seq_len=seq_len, skipped=num - applied,
+                        learning_rate=float(self._learning_rate()))
+            self._log_scalars(step, last)
+            if bar is not None:
+                bar.update(num)
+                postfix = dict(L=seq_len, iwae=f"{last['iwae']:.0f}")
+                if "counting_accuracy" in last:
+                    postfix["acc"] = f"{last['counting_accuracy']:.3f}"
+                bar.set_postfix(**postfix)
+            in_row = int(self.nonfinite_in_row.numpy())  # The same on every worker: the skips are agreed.
+            if in_row >= cfg.max_nonfinite_in_row:
+                raise TrainingError(
+                    f"stopping at step {step}: {in_row} consecutive updates had a non-finite loss or gradient "
+                    f"({int(self.nonfinite_total.numpy())} in total). The last good checkpoint is "
+                    f"{self.latest_checkpoint}; try a lower learning_rate.")
+            # Each worker's clock is its own: the budget ends when it ends for any of them.
+            out_of_time = deadline is not None and self._any_worker(time.monotonic() >= deadline)
+            final = finalize and (step == total or out_of_time)
+            if self.worker.is_chief and (step % cfg.eval_every == 0 or final):  # Not a collective.
+                try:
+                    held_out = self.evaluate(images=step % cfg.image_every == 0 or final)
+                except tf.errors.DataLossError as e:
+                    raise records.data_loss_error(self.eval_manifest, e) from None
+                last.update({f"held_out_{key}": value for key, value in held_out.items()})
+                msg = f"step {step}: held-out "
+                if "counting_accuracy" in held_out:
+                    msg += f"counting accuracy {held_out['counting_accuracy']:.4f}, "
+                msg += f"IWAE {held_out['iwae']:.1f} nats/seq"
+                bar.write(msg) if bar is not None else self.log(msg)
+                self._boundaries += 1
+            if step % cfg.checkpoint_every == 0 or final:
+                self.save()
+            if out_of_time:
+                break
+        self._barrier()
+        return last
+
+    def _barrier(self):
+        """With several workers, waits until every worker gets here (after the chief's last evaluation and save),
+        so that all leave `train` together and none waits for the others in TensorFlow's shutdown."""
+        if self.worker.is_multi:
+            self._boundaries += 1
+            self._from_every_worker([int(self.step.numpy())])
 
     def _iterator_at(self, step):
         """The training iterator positioned at `step` (kept across `train` calls; rebuilt by skipping on resume)."""
@@ -505,6 +718,14 @@ def _all_finite(loss, grads):
     for g in grads:
         finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
     return finite
+
+
+def _checkpoint_number(path):
+    """The number of a CheckpointManager checkpoint path ('.../ckpt-4000' → 4000; the trainer numbers checkpoints
+    by step), or −1 for None."""
+    if path is None:
+        return -1
+    return int(os.path.basename(path).rpartition("-")[2])
 
 
 def _next_multiple(step, every):

@@ -9,7 +9,9 @@ method on IoU (any overlap) and sorts every ground-truth box into one of:
   * unmatched: no object left for it (a count or overlap error, one FN);
 and every object without a digit into a pure FP. The localisation failures are then split by where the digit is:
 touching the canvas edge (partly outside) or not, and by the number of digits visible in the frame; and the IoU
-misses by their cause: box too large/small against the digit, or centre off by more than a quarter of its size.
+misses by their cause: box too large/small against the digit, or centre off by more than a quarter of its size;
+whether a miss lags (its box overlaps the digit's place at t − 1 more than its place at t); and the failure rates
+by frame, by the digit's speed and by the visible box's area (a digit leaving the canvas leaves a sliver).
 TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
@@ -30,16 +32,26 @@ def _iou(a, b):
     return h * w / union if union > 0 else 0.0
 
 
+SPEED_BINS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0)  # Lower edges, pixels per frame, of the digit's centre displacement.
+AREA_BINS = (0, 20, 50, 100, 200)  # Lower edges, pixels, of a visible digit's box (slivers at the edge are small).
+
+
 def classify(sequences, size):
     """Counts of each error kind over `sequences` (dicts of gt/pred boxes, presence) on a size×size canvas."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
     c = {key: 0 for key in ("gt", "tp", "loc", "unmatched", "pure_fp", "loc_edge", "edge", "loc_two", "two",
-                            "loc_larger", "loc_smaller", "loc_offset")}
+                            "loc_larger", "loc_smaller", "loc_offset", "loc_lagging", "loc_moved")}
+    frames = sequences[0]["gt_boxes"].shape[0] if sequences else 0
+    c["loc_by_frame"], c["gt_by_frame"] = [0] * frames, [0] * frames
+    c["loc_by_speed"], c["gt_by_speed"] = [0] * len(SPEED_BINS), [0] * len(SPEED_BINS)
+    for key in ("gt", "loc", "unmatched"):
+        c[f"{key}_by_area"] = [0] * len(AREA_BINS)
     for s in sequences:
-        for t in range(s["gt_boxes"].shape[0]):
-            gt = [s["gt_boxes"][t, j] for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
+        for t in range(frames):
+            ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
+            gt = [s["gt_boxes"][t, j] for j in ids]
             pred = [s["pred_boxes"][t, n] for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
             c["gt"] += len(gt)
             pairs = []
@@ -48,9 +60,25 @@ def classify(sequences, size):
                 rows, cols = linear_sum_assignment(-iou)
                 pairs = [(r, q) for r, q in zip(rows, cols) if iou[r, q] > 0]
             c["unmatched"] += len(gt) - len(pairs)
+            paired = {r for r, _ in pairs}
+            for r, g in enumerate(gt):
+                area_bin = int(np.searchsorted(AREA_BINS, (g[2] - g[0]) * (g[3] - g[1]), side="right")) - 1
+                c["gt_by_area"][area_bin] += 1
+                if r not in paired:
+                    c["unmatched_by_area"][area_bin] += 1
+                elif _iou(g, pred[dict(pairs)[r]]) < 0.5:
+                    c["loc_by_area"][area_bin] += 1
             c["pure_fp"] += len(pred) - len(pairs)
             for r, q in pairs:
                 g, p = gt[r], pred[q]
+                j = ids[r]
+                prev = s["gt_boxes"][t - 1, j] if t and s["gt_present"][t - 1, j] else None
+                speed = None if prev is None else float(np.hypot((g[0] + g[2] - prev[0] - prev[2]) / 2,
+                                                                  (g[1] + g[3] - prev[1] - prev[3]) / 2))
+                speed_bin = None if speed is None else int(np.searchsorted(SPEED_BINS, speed, side="right")) - 1
+                c["gt_by_frame"][t] += 1
+                if speed_bin is not None:
+                    c["gt_by_speed"][speed_bin] += 1
                 edge = g[0] <= 0 or g[1] <= 0 or g[2] >= size or g[3] >= size
                 c["edge"] += edge
                 c["two"] += len(gt) == 2
@@ -58,6 +86,12 @@ def classify(sequences, size):
                     c["tp"] += 1
                     continue
                 c["loc"] += 1
+                c["loc_by_frame"][t] += 1
+                if speed_bin is not None:
+                    c["loc_by_speed"][speed_bin] += 1
+                    c["loc_moved"] += 1
+                    # Lagging: the box fits where the digit was at t − 1 better than where it is now.
+                    c["loc_lagging"] += _iou(prev, p) > _iou(g, p)
                 c["loc_edge"] += edge
                 c["loc_two"] += len(gt) == 2
                 area_g, area_p = (g[2] - g[0]) * (g[3] - g[1]), (p[2] - p[0]) * (p[3] - p[1])
@@ -98,7 +132,7 @@ def main():
     gt = c["gt"]
     print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}")
     print(f"TrackEval: MOTA {t['MOTA']:.4f} = 1 − (FN {t['FN']} + FP {t['FP']} + IDSW {t['IDSW']}) / {gt}")
-    print(f"| cause | boxes | share of GT | MOTA lost |\n|---|---|---|---|")
+    print("| cause | boxes | share of GT | MOTA lost |\n|---|---|---|---|")
     rows = [("matched at IoU ≥ 0.5", c["tp"], 0),
             ("localisation: matched at IoU < 0.5 (1 FN + 1 FP each)", c["loc"], 2 * c["loc"]),
             ("digit with no object (FN)", c["unmatched"], c["unmatched"]),
@@ -112,6 +146,18 @@ def main():
           f"{(c['loc'] - c['loc_two']) / max(c['tp'] + c['loc'] - c['two'], 1):.3f} in one-digit frames")
     print(f"their kind: centre off by > 1/4 of the digit {c['loc_offset']}, box larger {c['loc_larger']}, "
           f"box smaller {c['loc_smaller']}")
+    print(f"lagging (box overlaps the digit's previous place more than its current one): {c['loc_lagging']} of the "
+          f"{c['loc_moved']} localisation failures after the first frame")
+    print("localisation failures by frame: " + ", ".join(
+        f"t={t}: {n / max(g, 1):.3f}" for t, (n, g) in enumerate(zip(c["loc_by_frame"], c["gt_by_frame"]))))
+    areas = list(AREA_BINS) + [float("inf")]
+    print("| visible box area (px) | share of GT | localisation failure | no object |\n|---|---|---|---|")
+    for lo, hi, g, n, u in zip(areas, areas[1:], c["gt_by_area"], c["loc_by_area"], c["unmatched_by_area"]):
+        print(f"| [{lo:g}, {hi:g}) | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} |")
+    edges = list(SPEED_BINS) + [float("inf")]
+    print("localisation failures by the digit's speed (px/frame): " + ", ".join(
+        f"[{lo:g}, {hi:g}): {n / max(g, 1):.3f} of {g}" for lo, hi, n, g in
+        zip(edges, edges[1:], c["loc_by_speed"], c["gt_by_speed"])))
 
 
 if __name__ == "__main__":

@@ -208,10 +208,21 @@ def _coerce_fields(cls, values):
     return out
 
 
+def differing_fields(a, b, ignore=()):
+    """The dotted names of the fields whose values differ between two configs, except those in `ignore`."""
+    x, y = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return sorted(key for key in set(x) | set(y) if x.get(key) != y.get(key) and key not in ignore)
+
+
 def incompatible_fields(stored, requested):
     """Fields whose values differ between two configs and that a resumed run cannot change."""
-    a, b = _flatten(stored.to_dict()), _flatten(requested.to_dict())
-    return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key) and key not in RESUMABLE_FIELDS)
+    return differing_fields(stored, requested, ignore=RESUMABLE_FIELDS)
+
+
+def describe_differences(a, b, keys, where_a, where_b):
+    """'key: <a's value> <where_a>, <b's value> <where_b>; …' for the dotted field names `keys`."""
+    x, y = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return "; ".join(f"{k}: {x.get(k)!r} {where_a}, {y.get(k)!r} {where_b}" for k in keys)
 
 
 def _flatten(values, prefix=""):

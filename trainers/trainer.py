@@ -220,7 +220,7 @@ class Trainer:
         if cfg.batch_size % replicas:
             raise TrainingError(f"batch_size {cfg.batch_size} is not divisible by the {replicas} replicas")
         self.checkpoint_dir = os.path.join(workdir, "checkpoints")
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # Every worker resumes the chief's latest.
+        latest = self.latest_checkpoint  # Every worker resumes the chief's latest.
         if self.worker.is_multi:
             self._gather_fn = tf.function(self._gather)
             with self._cluster_failures("before training started"), self._watchdog():
@@ -294,8 +294,7 @@ class Trainer:
             # here would leave the chief waiting there, and whether the chief has rewritten config.json yet is a
             # race.
             if clash and self.worker.is_chief:
-                a, b = config_lib._flatten(stored.to_dict()), config_lib._flatten(config.to_dict())
-                diffs = "; ".join(f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} requested" for k in clash)
+                diffs = config_lib.describe_differences(stored, config, clash, "in the run", "requested")
                 raise TrainingError(f"refusing to resume {self.workdir} with an incompatible config ({diffs}). "
                                     f"Use a new --workdir, or resume with the run's own settings.")
         elif config is None:
@@ -365,10 +364,9 @@ class Trainer:
         except (OSError, ValueError, TypeError):
             return (f"worker {self.worker.rank}'s config or data differ from the chief's, whose {path} cannot be "
                     "read: the run directory must be on a filesystem every worker shares")
-        a, b = config_lib._flatten(chief.to_dict()), config_lib._flatten(self.config.to_dict())
-        clash = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "data_dir")
+        clash = config_lib.differing_fields(chief, self.config, ignore=("data_dir",))
         if clash:
-            diffs = "; ".join(f"{k}: {a.get(k)!r} on the chief, {b.get(k)!r} here" for k in clash)
+            diffs = config_lib.describe_differences(chief, self.config, clash, "on the chief", "here")
             return (f"worker {self.worker.rank} was started with a config other than the chief's ({diffs}); start "
                     "every worker with the same sqair-train arguments")
         return (f"worker {self.worker.rank}'s training data differ from the chief's (the shards listed in "
@@ -419,7 +417,7 @@ class Trainer:
             if not self.worker.is_multi:
                 raise
             when = when or f"at step {int(self.step.numpy())}"
-            latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+            latest = self.latest_checkpoint
             resume = f"they resume from {latest}" if latest else "the run starts again from step 0"
             raise ClusterError(f"worker {self.worker.rank} of {self.worker.num_workers} lost the cluster {when} "
                                f"({multi_worker.failure_reason(e)}); another worker stopped, failed or hung (see "

@@ -60,13 +60,13 @@ def classify(sequences, size):
                 rows, cols = linear_sum_assignment(-iou)
                 pairs = [(r, q) for r, q in zip(rows, cols) if iou[r, q] > 0]
             c["unmatched"] += len(gt) - len(pairs)
-            paired = {r for r, _ in pairs}
+            pair_of = dict(pairs)  # ground-truth row → its object
             for r, g in enumerate(gt):
                 area_bin = int(np.searchsorted(AREA_BINS, (g[2] - g[0]) * (g[3] - g[1]), side="right")) - 1
                 c["gt_by_area"][area_bin] += 1
-                if r not in paired:
+                if r not in pair_of:
                     c["unmatched_by_area"][area_bin] += 1
-                elif _iou(g, pred[dict(pairs)[r]]) < 0.5:
+                elif iou[r, pair_of[r]] < 0.5:
                     c["loc_by_area"][area_bin] += 1
             c["pure_fp"] += len(pred) - len(pairs)
             for r, q in pairs:

@@ -22,7 +22,6 @@ import glob
 import json
 import os
 import re
-import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,9 +56,8 @@ def evaluate_run(workdir, num, k, data, every=1):
     for step, prefix in checkpoints_of(workdir):
         if (step, num, k) in done or step % every:
             continue
-        args = types.SimpleNamespace(workdir=workdir, checkpoint=prefix, data=data, split="test", k=k, num=num,
-                                     chunk=k, batch=50, seed=0, jit=False, iou=0.5, no_addition=True,
-                                     figures=False, no_progress=True, addition_train=0)
+        args = eval_cli.evaluation_args(workdir, checkpoint=prefix, data=data, k=k, num=num, chunk=k, batch=50,
+                                        jit=False, no_addition=True, no_progress=True)
         report, _ = eval_cli.run_evaluation(args)
         t = report["tracking"]
         point = {"step": step, "num": num, "k": k, "seq_len": config.seq_len(step),

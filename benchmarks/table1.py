@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import time
-import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -96,11 +95,9 @@ def evaluate(name, args, workdir):
     from trainers import checkpoints
 
     out = os.path.join(workdir, "eval")
-    ns = types.SimpleNamespace(workdir=workdir, checkpoint=None, data=args.data, split="test", k=args.k,
-                               num=args.num, chunk=min(args.chunk, args.k), batch=10, seed=args.seed, jit=True,
-                               iou=0.5, no_addition=args.addition_train == 0, addition_train=args.addition_train,
-                               figures=False, no_progress=args.no_progress, out=out,
-                               tensorboard=os.path.join(workdir, "tensorboard", "eval"))
+    ns = eval_cli.evaluation_args(workdir, data=args.data, k=args.k, num=args.num, chunk=min(args.chunk, args.k),
+                                  seed=args.seed, no_addition=args.addition_train == 0,
+                                  addition_train=args.addition_train, no_progress=args.no_progress, out=out)
     _, _, step = checkpoints.load_model(workdir)
     cached = os.path.join(out, f"table1-step{step}-k{args.k}-num{args.num}.json")
     if os.path.exists(cached):

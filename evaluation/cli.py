@@ -68,6 +68,22 @@ def _parser():
     return parser
 
 
+def evaluation_args(workdir, **overrides):
+    """`sqair-eval --workdir WORKDIR`'s arguments with `overrides` (argument names as attributes) applied.
+
+    One place that knows the defaults, for the tools and benchmarks that call `run_evaluation` in-process; an
+    unknown name is refused (a misspelt override would otherwise be silently ignored).
+    """
+    args = _parser().parse_args(["--workdir", workdir])
+    args.out = os.path.join(workdir, "eval")
+    args.tensorboard = os.path.join(workdir, "tensorboard", "eval")
+    for name, value in overrides.items():
+        if not hasattr(args, name):
+            raise TypeError(f"sqair-eval has no argument {name!r}")
+        setattr(args, name, value)
+    return args
+
+
 def _collect_representations(model, data_dir, split, num, num_particles, seed, progress):
     """Per-frame representations and addition targets of the first `num` sequences of a split."""
     import numpy as np

@@ -72,3 +72,15 @@ def test_eval_errors_are_one_line(debug_run, tmp_path):
     assert bad_chunk.returncode == 2 and "multiple of the chunk size" in bad_chunk.stderr
     bad_k = _eval("--workdir", debug_run, "--k", "0")
     assert bad_k.returncode == 2 and "--k must be ≥ 1" in bad_k.stderr
+
+
+def test_evaluation_args_are_the_command_lines_with_overrides():
+    # The tools and benchmarks that evaluate in-process build their arguments here; they must be what
+    # `sqair-eval --workdir W` parses, and a misspelt override must fail rather than be ignored.
+    from evaluation import cli
+
+    args = cli.evaluation_args("w", k=7, no_addition=True)
+    parsed = cli._parser().parse_args(["--workdir", "w", "--k", "7", "--no-addition"])
+    assert {**vars(parsed), "out": "w/eval", "tensorboard": "w/tensorboard/eval"} == vars(args)
+    with pytest.raises(TypeError, match="no argument 'particles'"):
+        cli.evaluation_args("w", particles=7)

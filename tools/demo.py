@@ -22,7 +22,6 @@ import argparse
 import os
 import sys
 import time
-import types
 
 from data_pipelines.errors import DataError
 
@@ -181,10 +180,10 @@ def _evaluate(args, workdir, checkpoint, data_dir, out, figures):
 
     from evaluation import cli as eval_cli
 
-    ns = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data_dir, split="test", k=args.k,
-                               num=args.num_test, chunk=args.k, batch=50, seed=args.seed, jit=args.jit, iou=0.5,
-                               no_addition=True, figures=figures, observed=3, no_progress=args.no_progress,
-                               addition_train=0, out=out, tensorboard=os.path.join(out, "tensorboard"))
+    ns = eval_cli.evaluation_args(workdir, checkpoint=checkpoint, data=data_dir, k=args.k, num=args.num_test,
+                                  chunk=args.k, batch=50, seed=args.seed, jit=args.jit, no_addition=True,
+                                  figures=figures, no_progress=args.no_progress, out=out,
+                                  tensorboard=os.path.join(out, "tensorboard"))
     report, table = eval_cli.run_evaluation(ns)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "report.json"), "w") as f:

@@ -38,7 +38,6 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
       The provenance dict. The directory is written next to its final place and renamed into it, so a crash leaves
       the previous model (or none), never a half-written one.
     """
-    import types
 
     import tensorflow as tf
 
@@ -56,9 +55,8 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
                                                "machine that trained it, partly shared with other work")
 
     def held_out(data, num):
-        args = types.SimpleNamespace(workdir=workdir, checkpoint=checkpoint, data=data, split="test", k=k, num=num,
-                                     chunk=k, batch=50, seed=0, jit=True, iou=0.5, no_addition=True,
-                                     figures=False, no_progress=False, addition_train=0, out=None)
+        args = eval_cli.evaluation_args(workdir, checkpoint=checkpoint, data=data, k=k, num=num, chunk=k, batch=50,
+                                        no_addition=True)
         report, _ = eval_cli.run_evaluation(args)
         tracking = report["tracking"]
         manifest = records.read_manifest(data, "test")

@@ -193,13 +193,11 @@ def launch(config, out=None, err=None):
                 else:
                     streams.say("killing the workers")
                     _signal_all(procs, signal.SIGKILL)
-            for i, proc in enumerate(procs):
-                if proc.returncode not in (None, 0) and all(i != w for w, _ in failures):
-                    failures.append((i, proc.returncode))
-                    if not forwarded:
-                        streams.say(f"worker {i} stopped ({_describe(proc.returncode)}); the others stop within "
-                                    f"their timeouts (or are killed in {config.grace_seconds:g} s)")
-                        deadline = deadline or time.monotonic() + config.grace_seconds
+            for i in _new_failures(procs, failures):
+                if not forwarded:
+                    streams.say(f"worker {i} stopped ({_describe(procs[i].returncode)}); the others stop within "
+                                f"their timeouts (or are killed in {config.grace_seconds:g} s)")
+                    deadline = deadline or time.monotonic() + config.grace_seconds
             if deadline is not None and time.monotonic() > deadline:
                 late = [i for i, p in enumerate(procs) if p.poll() is None]
                 streams.say(f"worker(s) {late} still running {config.grace_seconds:g} s later: killing them")
@@ -213,12 +211,19 @@ def launch(config, out=None, err=None):
         for proc in procs:
             proc.wait()
         streams.join()
-    for i, proc in enumerate(procs):
-        if proc.returncode not in (None, 0) and all(i != w for w, _ in failures):
-            failures.append((i, proc.returncode))
+    _new_failures(procs, failures)  # Workers that the final SIGKILL stopped.
     streams.say(", ".join(f"worker {i}: {_describe(p.returncode)}" for i, p in enumerate(procs)),
                 "out" if not failures else "err")
     return _status(failures[0][1]) if failures else 0
+
+
+def _new_failures(procs, failures):
+    """Appends (worker, returncode) to `failures` for each worker that has stopped with a failure since the last
+    call (`failures` keeps the order they stopped in); returns the new workers' indices."""
+    new = [i for i, proc in enumerate(procs)
+           if proc.returncode not in (None, 0) and all(i != w for w, _ in failures)]
+    failures.extend((i, procs[i].returncode) for i in new)
+    return new
 
 
 def _signal_all(procs, signum):

@@ -223,14 +223,14 @@ class Trainer:
         latest = self.latest_checkpoint  # Every worker resumes the chief's latest.
         if self.worker.is_multi:
             self._gather_fn = tf.function(self._gather)
-            with self._cluster_failures("before training started"), self._watchdog():
+            with self._together("before training started"):
                 self._check_workers_agree(latest)
 
         # Initial weights are a function of the seed (Keras initializers draw from the global seed; with several
         # workers, the variables' initial values are broadcast from the chief).
         keras.utils.set_random_seed(cfg.seed)
         mean_image = np.asarray(self.train_manifest["mean_frame"], np.float32)[..., None]  # [H, W, 1]
-        with self.strategy.scope(), self._cluster_failures("before training started"), self._watchdog():
+        with self.strategy.scope(), self._together("before training started"):
             self.model = models.build(cfg.model_name, cfg.model, mean_image=mean_image)
             h, w, c = cfg.model.image_shape
             self.model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
@@ -406,6 +406,13 @@ class Trainer:
         """What changes while the run moves: the step counter (read from the watchdog's thread) and boundaries."""
         step = getattr(self, "_local_step", None)
         return (-1 if step is None else int(step.numpy()), self._boundaries)
+
+    @contextlib.contextmanager
+    def _together(self, when=None):
+        """Work every worker must do together: a failed collective becomes one ClusterError
+        (`_cluster_failures`) and a worker that hangs while alive is caught by the stall watchdog."""
+        with self._cluster_failures(when), self._watchdog():
+            yield
 
     @contextlib.contextmanager
     def _cluster_failures(self, when=None):
@@ -602,10 +609,10 @@ class Trainer:
                 previous[signum] = signal.signal(signum, lambda signum, _: stop.append(signum))
         last = {}
         try:
-            with self._cluster_failures(), self._watchdog():
+            with self._together():
                 last = self._run_loops(iterator, step, total, deadline, finalize, stop, bar)
         except KeyboardInterrupt as e:
-            with self._cluster_failures(), self._watchdog():
+            with self._together():
                 path = self.save()
                 self._barrier()
             if bar is not None:

@@ -132,7 +132,7 @@ class AIR(model_lib.GlimpseObjectModel):
             seed_t = tf.random.experimental.stateless_fold_in(seed, t)
             return self.cell.inference_step(frames_tm[t], features_tm[t], last_used_id, seed_t)
 
-        outputs, _ = model_lib.unroll(step, tf.fill([batch], -1), num_steps, INFERENCE_OUTPUTS)
+        outputs, _ = model_lib.unroll(step, tf.fill([batch], -1), num_steps, INFERENCE_OUTPUTS, self.unroll_time)
         outputs["boxes"] = self.drawn_boxes(outputs)
         return outputs
 
@@ -140,7 +140,7 @@ class AIR(model_lib.GlimpseObjectModel):
         def step(t, last_used_id):
             return self.cell.prior_step(last_used_id, tf.random.experimental.stateless_fold_in(seed, first_step + t))
 
-        outputs, _ = model_lib.unroll(step, last_used_id, num_steps, PRIOR_OUTPUTS)
+        outputs, _ = model_lib.unroll(step, last_used_id, num_steps, PRIOR_OUTPUTS, self.unroll_time)
         outputs["boxes"] = self.drawn_boxes(outputs)
         return outputs
 

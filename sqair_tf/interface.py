@@ -44,6 +44,10 @@ class SequenceModel(keras.Model):
         too, so it can compute that particle's boxes without rendering every particle's.
       representation_keys: the output keys `frame_representation` reads.
 
+    Attribute:
+      unroll_time: trace the time loop step by step instead of a `tf.while_loop` when T is static (the same
+        computation; a faster XLA step for a longer compile, `model.unroll`). Set it before the first trace.
+
     Subclasses set `self.config`, a frozen config with at least `image_shape` (H, W, C).
     """
 
@@ -51,6 +55,7 @@ class SequenceModel(keras.Model):
     has_discrete_latents = False
     box_inputs = ()
     representation_keys = ()
+    unroll_time = False
 
     def build(self, input_shape=None):
         """Sublayers build themselves on the first call (their shapes depend on the particle count)."""

@@ -128,7 +128,7 @@ class VRNN(interface.SequenceModel):
             return outputs, h
 
         batch = b * num_particles
-        return model_lib.unroll(step, self.rnn.initial_state(batch), t_len, INFERENCE_OUTPUTS)
+        return model_lib.unroll(step, self.rnn.initial_state(batch), t_len, INFERENCE_OUTPUTS, self.unroll_time)
 
     def _imagine(self, h, first_step, num_steps, seed):
         cfg = self.config
@@ -141,7 +141,7 @@ class VRNN(interface.SequenceModel):
             _, h = self.rnn(tf.concat([phi_x, phi_z], -1), h)
             return {"canvas": canvas, "z": z}, h
 
-        return model_lib.unroll(step, h, num_steps, PRIOR_OUTPUTS)
+        return model_lib.unroll(step, h, num_steps, PRIOR_OUTPUTS, self.unroll_time)
 
     def generate(self, frames, num_steps, seed):
         """Conditional generation: infer from the observed frames (K = 1), then run the prior (interface)."""

@@ -104,6 +104,33 @@ def test_every_variable_gets_a_finite_gradient(name):
     assert all(np.all(np.isfinite(g.numpy())) for g in grads)
 
 
+@pytest.mark.parametrize("name", ["mlp-sqair", "mlp-air", "mlp-vrnn"])  # The three time loops (conv-* share them).
+def test_the_unrolled_time_loop_computes_what_the_while_loop_computes(name):
+    """`unroll_time` only changes how the time loop is traced: the training loss's outputs and gradients, and
+    the prior's samples, equal the `tf.while_loop`'s (graph mode, where the while loop is a real loop)."""
+    from trainers import trainer as trainer_lib
+
+    config, model, frames = _tiny_training(name)
+
+    def run(frames):
+        loss, grads, _ = trainer_lib.loss_and_grads(model, config, frames, tf.zeros([4], tf.int32),
+                                                    tf.constant([0, 2]))
+        return loss, grads, model.sample(2, 3, tf.constant([7, 8]))["canvas"]
+
+    def traced():
+        fn = tf.function(run).get_concrete_function(frames)
+        return fn, any("While" in op.type for op in fn.graph.get_operations())
+
+    looped, has_loop = traced()
+    model.unroll_time = True
+    unrolled, has_loop_unrolled = traced()
+    assert has_loop and not has_loop_unrolled
+    for x, y in zip(tf.nest.flatten(looped(frames)), tf.nest.flatten(unrolled(frames))):
+        # Float32 rounding of sums taken in another order, relative to the tensor's scale (gradients that cancel).
+        scale = float(np.abs(x.numpy()).max())
+        np.testing.assert_allclose(y.numpy(), x.numpy(), rtol=1e-5, atol=1e-6 + 1e-6 * scale)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_a_few_steps_raise_the_bound(name):

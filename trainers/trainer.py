@@ -232,6 +232,7 @@ class Trainer:
         mean_image = np.asarray(self.train_manifest["mean_frame"], np.float32)[..., None]  # [H, W, 1]
         with self.strategy.scope(), self._together("before training started"):
             self.model = models.build(cfg.model_name, cfg.model, mean_image=mean_image)
+            self.model.unroll_time = cfg.unroll_time
             h, w, c = cfg.model.image_shape
             self.model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
             self.optimizer = make_optimizer(cfg)

@@ -86,27 +86,33 @@ def test_k_means_particles_per_sequence_as_in_the_other_tools(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, returncode", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_and_sigterm_save_the_current_step(debug_data, tmp_path, signum, returncode):
-    """Ctrl-C, and SIGTERM (what Kubernetes and Slurm send before killing a job), save a checkpoint and exit."""
-    workdir = str(tmp_path / "run")
-    proc = subprocess.Popen([sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug",
-                             "--data", debug_data, "--steps", "100000", "--set", "checkpoint_every=2",
-                             "--set", "eval_every=100000", "--no-progress"],
-                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = os.path.join(workdir, "checkpoints", "ckpt-2.index")
+def test_ctrl_c_and_sigterm_save_the_current_step(debug_data, tmp_path):
+    """Ctrl-C, and SIGTERM (what Kubernetes and Slurm send before killing a job), save a checkpoint and exit
+    (130, 143). The two runs go side by side, a core each, to keep the suite short."""
+    runs = {}
+    for signum, returncode in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        workdir = str(tmp_path / signal.Signals(signum).name)
+        proc = subprocess.Popen([sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug",
+                                 "--data", debug_data, "--steps", "100000", "--set", "checkpoint_every=2",
+                                 "--set", "eval_every=100000", "--no-progress"],
+                                cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs[signum] = (workdir, proc, returncode)
     deadline = time.time() + 600
-    while time.time() < deadline and not os.path.exists(first) and proc.poll() is None:
-        time.sleep(0.5)  # Wait until training runs (the first loop of 2 steps is checkpointed).
-    assert os.path.exists(first), proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint"
+    for signum, (workdir, proc, _) in runs.items():
+        first = os.path.join(workdir, "checkpoints", "ckpt-2.index")
+        while time.time() < deadline and not os.path.exists(first) and proc.poll() is None:
+            time.sleep(0.5)  # Wait until training runs (the first loop of 2 steps is checkpointed).
+        assert os.path.exists(first), proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint"
     time.sleep(2)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == returncode, err[-2000:]
-    assert "interrupted: saved" in out and f"(stopped by {signal.Signals(signum).name})" in out
-    saved_step = int(out.split("interrupted: saved ")[1].split(" at step ")[1].split(";")[0])
-    assert saved_step >= 2 and saved_step % 2 == 0  # Saved between loops: a consistent step.
-    assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{saved_step}.index"))
+    for signum, (_, proc, _) in runs.items():
+        proc.send_signal(signum)
+    for signum, (workdir, proc, returncode) in runs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == returncode, err[-2000:]
+        assert "interrupted: saved" in out and f"(stopped by {signal.Signals(signum).name})" in out
+        saved_step = int(out.split("interrupted: saved ")[1].split(" at step ")[1].split(";")[0])
+        assert saved_step >= 2 and saved_step % 2 == 0  # Saved between loops: a consistent step.
+        assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{saved_step}.index"))
 
 
 MIRRORED = textwrap.dedent("""

@@ -172,6 +172,28 @@ def test_sqair_track_follows_two_digits_in_a_synthetic_video(digit_video, tmp_pa
         assert gif.size == (384, 384) and sum(durations) == 200 * len(tracked)  # --every 2 at 10 fps: 200 ms.
 
 
+@pytest.mark.parametrize("kind", ["mp4", "gif"])
+def test_the_annotated_video_is_written_as_it_goes_and_an_interrupted_one_leaves_nothing(tmp_path, kind):
+    config = track.TrackConfig(every=2, video_out=kind, gif_width=64)
+    frames = [np.full([48, 64, 3], 20 * i, np.uint8) for i in range(6)]
+    sink = track._VideoSink(str(tmp_path / "out"), config, {"video_fps": 10.0}, cv2)
+    for i, frame in enumerate(frames):
+        sink.add(frame, [(1, (4.0 + i, 8.0, 10.0, 12.0))])
+    if kind == "mp4":  # Streamed: the frames are on disk before the end, not held in memory.
+        assert os.path.getsize(sink.partial) > 0 and not sink._frames
+    written = sink.finish()
+    assert written == str(tmp_path / "out" / f"tracks.{kind}.partial") + (".mp4" if kind == "mp4" else "")
+    capture = cv2.VideoCapture(written)
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == len(frames)
+    interrupted = track._VideoSink(str(tmp_path / "cut"), config, {"video_fps": 10.0}, cv2)
+    interrupted.add(frames[0], [])
+    interrupted.discard()
+    assert not os.path.exists(interrupted.partial)
+
+
 @pytest.mark.slow
 def test_the_saved_model_endpoint_tracks_like_the_in_process_model(digit_video, tmp_path):
     """`sqair-track --model EXPORT_DIR` goes through the SavedModel's `initial_state`/`track_window` signatures (what

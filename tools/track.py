@@ -91,11 +91,15 @@ class Tracker:
 
     Attributes:
       image_shape: (H, W, C) of the model's input; source: what was loaded, for the record.
+
+    `owner` is what the endpoints belong to (a loaded SavedModel, whose signatures stop working once it is
+    garbage-collected); the tracker holds it for as long as it lives.
     """
 
-    def __init__(self, initial_state_fn, track_window_fn, image_shape, source):
+    def __init__(self, initial_state_fn, track_window_fn, image_shape, source, owner=None):
         self._initial_state, self._track_window = initial_state_fn, track_window_fn
         self.image_shape, self.source = tuple(image_shape), source
+        self._owner = owner
 
     def initial_state(self, num_sequences):
         import tensorflow as tf
@@ -137,10 +141,8 @@ def load_tracker(spec, num_particles):
         raise TrackError(f"{path} has no track_window signature (exported before it existed, or a model without "
                          f"objects over time): export it again with this version's sqair-export")
     frames_spec = loaded.signatures["track_window"].structured_input_signature[1]["frames"]
-    tracker = Tracker(loaded.signatures["initial_state"], loaded.signatures["track_window"],
-                      frames_spec.shape[2:], os.path.abspath(path))
-    tracker._loaded = loaded  # The signatures need their SavedModel alive.
-    return tracker
+    return Tracker(loaded.signatures["initial_state"], loaded.signatures["track_window"], frames_spec.shape[2:],
+                   os.path.abspath(path), owner=loaded)
 
 
 def _in_process(model, num_particles, source):
@@ -210,10 +212,11 @@ def track_video(path, tracker, config, out_dir, progress=None):
         raise TrackError(str(e)) from None
     tile_h, tile_w = tracker.image_shape[:2]
     first = max(config.start, config.background.warmup_frames)
-    rows, annotated, pending, ids = [], [], [], IdMap()
+    rows, pending, ids = [], [], IdMap()
     state, origins, scale = None, None, None
     counts, seen = [], 0
     began = time.time()
+    sink = _VideoSink(out_dir, config, stream.info, cv2)
 
     def flush():
         nonlocal state
@@ -233,28 +236,32 @@ def track_video(path, tracker, config, out_dir, progress=None):
                     rows.append((index + 1, track_id, *np.round(box, 2).tolist(), round(conf, 4)))
                     boxes_here.append((track_id, box))
             counts.append(len(boxes_here))
-            if config.video_out != "none":
-                annotated.append(_annotate(frame, boxes_here, config, cv2))
+            sink.add(frame, boxes_here)
         pending.clear()
 
-    for index, frame, foreground, _ in stream:
-        seen = index + 1
-        if progress:
-            progress(1)
-        if config.end is not None and index >= config.end:
-            break
-        if index < first or (index - first) % config.every:
-            continue
-        if origins is None:
-            scale = stream.info["scale"]
-            origins = tile_origins(foreground.shape[0], foreground.shape[1], tile_h, tile_w)
-            state = tracker.initial_state(len(origins))
-        pending.append((index, frame, cut_tiles(foreground, origins, tile_h, tile_w)))
-        if len(pending) == config.window:
+    try:
+        for index, frame, foreground, _ in stream:
+            seen = index + 1
+            if progress:
+                progress(1)
+            if config.end is not None and index >= config.end:
+                break
+            if index < first or (index - first) % config.every:
+                continue
+            if origins is None:
+                scale = stream.info["scale"]
+                origins = tile_origins(foreground.shape[0], foreground.shape[1], tile_h, tile_w)
+                state = tracker.initial_state(len(origins))
+            pending.append((index, frame, cut_tiles(foreground, origins, tile_h, tile_w)))
+            if len(pending) == config.window:
+                flush()
+        if pending:
             flush()
-    if pending:
-        flush()
+    except BaseException:
+        sink.discard()
+        raise
     if not counts:
+        sink.discard()
         raise TrackError(f"{path}: no frame to track (the video has {seen} frames; tracking starts at frame {first} "
                          f"= max(--start, --warmup-frames))")
     seconds = time.time() - began
@@ -268,7 +275,7 @@ def track_video(path, tracker, config, out_dir, progress=None):
         "video_frames_per_second": round(seen / seconds, 2),  # Every frame read is decoded and subtracted.
         "tracked_frames_per_second": round(len(counts) / seconds, 2),
     }
-    _write_outputs(out_dir, rows, summary, annotated, stream.info, config, cv2)
+    _write_outputs(out_dir, rows, summary, sink)
     return summary
 
 
@@ -290,7 +297,61 @@ def _annotate(frame, boxes, config, cv2):
     return image
 
 
-def _write_outputs(out_dir, rows, summary, annotated, info, config, cv2):
+class _VideoSink:
+    """The annotated video (--video-out), written as the tracked frames arrive.
+
+    An MP4 is streamed to disk frame by frame, so a long video does not have to fit in memory. A GIF's encoder needs
+    every frame at the end, so each is kept as a 128-colour palette image (1 byte per pixel, a third of the frame),
+    which bounds what a GIF of a long video costs; MP4 is the choice for long videos. The file has a `.partial`
+    name until `finish`, and `discard` removes it.
+    """
+
+    def __init__(self, out_dir, config, info, cv2):
+        self.config, self.info, self._cv2 = config, info, cv2
+        self.path = os.path.join(out_dir, f"tracks.{config.video_out}") if config.video_out != "none" else None
+        self.partial = (self.path + ".partial" + (".mp4" if config.video_out == "mp4" else "")) if self.path else None
+        self._out_dir, self._frames, self._writer = out_dir, [], None
+
+    def add(self, frame, boxes):
+        if self.path is None:
+            return
+        image = _annotate(frame, boxes, self.config, self._cv2)
+        if self.config.video_out == "gif":
+            from PIL import Image
+
+            # An adaptive palette without dithering: video noise dithered into a GIF triples its size.
+            rgb = self._cv2.cvtColor(image, self._cv2.COLOR_BGR2RGB)
+            self._frames.append(Image.fromarray(rgb).quantize(colors=128, dither=Image.Dither.NONE))
+            return
+        if self._writer is None:
+            os.makedirs(self._out_dir, exist_ok=True)
+            fps = (self.info.get("video_fps") or 10.0) / self.config.every
+            h, w = image.shape[:2]
+            self._writer = self._cv2.VideoWriter(self.partial, self._cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        self._writer.write(image)
+
+    def finish(self):
+        """Completes the partial file; returns it (None without a video)."""
+        if self.path is None:
+            return None
+        if self.config.video_out == "gif":
+            os.makedirs(self._out_dir, exist_ok=True)
+            ms = int(round(1000 * self.config.every / self.info["video_fps"])) if self.info.get("video_fps") else 200
+            self._frames[0].save(self.partial, format="GIF", save_all=True, append_images=self._frames[1:],
+                                 duration=ms, loop=0)
+            self._frames = []
+        else:
+            self._writer.release()
+        return self.partial
+
+    def discard(self):
+        if self._writer is not None:
+            self._writer.release()
+        if self.partial and os.path.exists(self.partial):
+            os.remove(self.partial)
+
+
+def _write_outputs(out_dir, rows, summary, sink):
     os.makedirs(out_dir, exist_ok=True)
     final = {"txt": os.path.join(out_dir, "tracks.txt"), "json": os.path.join(out_dir, "tracks.json")}
     tmp = {key: path + ".partial" for key, path in final.items()}
@@ -301,27 +362,8 @@ def _write_outputs(out_dir, rows, summary, annotated, info, config, cv2):
         json.dump({"summary": summary, "columns": ["frame", "id", "x", "y", "w", "h", "conf"],
                    "rows": [[frame, track_id, x + 1, y + 1, w, h, conf]
                             for frame, track_id, x, y, w, h, conf in rows]}, f)
-    if config.video_out == "gif":
-        from PIL import Image
-
-        final["video"] = os.path.join(out_dir, "tracks.gif")
-        tmp["video"] = final["video"] + ".partial"
-        # An adaptive 128-colour palette without dithering: video noise dithered into a GIF triples its size.
-        frames = [Image.fromarray(cv2.cvtColor(a, cv2.COLOR_BGR2RGB)).quantize(colors=128, dither=Image.Dither.NONE)
-                  for a in annotated]
-        ms = int(round(1000 * config.every / info["video_fps"])) if info.get("video_fps") else 200
-        frames[0].save(tmp["video"], format="GIF", save_all=True, append_images=frames[1:], duration=ms, loop=0)
-    elif config.video_out == "mp4":
-        final["video"] = os.path.join(out_dir, "tracks.mp4")
-        tmp["video"] = final["video"] + ".partial.mp4"
-        fps = (info.get("video_fps") or 10.0) / config.every
-        h, w = annotated[0].shape[:2]
-        writer = cv2.VideoWriter(tmp["video"], cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        try:
-            for image in annotated:
-                writer.write(image)
-        finally:
-            writer.release()
+    if sink.path is not None:
+        final["video"], tmp["video"] = sink.path, sink.finish()
     for key in tmp:
         os.replace(tmp[key], final[key])
     summary["outputs"] = final

@@ -216,6 +216,13 @@ class Trainer:
                                 f"expects {cfg.model.image_shape[0]}×{cfg.model.image_shape[1]} "
                                 f"(set model.image_shape or generate matching data)")
         self.data_len = self.train_manifest["num_frames"]
+        if not cfg.jit_compile:
+            # Without XLA, Grappler's memory optimizer rewrites a gradient sum (AddN) inside the gradient of the
+            # time loop into a temporary variable whose name collides with itself when that loop runs inside the
+            # training loop's: `AlreadyExistsError ... AddN_27/tmp_var` on the first step of the `paper` preset at
+            # B = 32, T = 10. The memory optimizer cannot be switched off alone, so Grappler is, for this process
+            # (BUILD.md "Speed": about 5-8 % slower per step without XLA, a faster first loop).
+            tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
         replicas = self.strategy.num_replicas_in_sync
         if cfg.batch_size % replicas:
             raise TrainingError(f"batch_size {cfg.batch_size} is not divisible by the {replicas} replicas")

@@ -18,7 +18,7 @@ from sqair_tf import timestep
 
 
 def unroll(step_fn, initial_state, num_steps, output_dtypes, python_loop=False):
-    """Runs `step_fn(t, state) -> (outputs, new_state)` for t = 0..num_steps−1 in a `tf.while_loop`.
+    """Runs `step_fn(t, state) -> (outputs, new_state)` for t = 0..num_steps−1 in a `tf.while_loop` (or unrolled).
 
     Args:
       step_fn: per-step function; `outputs` is a dict with (at least) the keys of `output_dtypes`.

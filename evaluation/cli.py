@@ -28,10 +28,13 @@ import os
 import sys
 import time
 
+from trainers import xla_cache
+
 
 def _parser():
     parser = argparse.ArgumentParser(prog="sqair-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=xla_cache.HELP)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="run directory written by sqair-train")
     source.add_argument("--pretrained", metavar="NAME",
@@ -368,6 +371,7 @@ def main(argv=None):
 def run():
     """Console entry point."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    xla_cache.enable()  # Before TensorFlow starts: it reads TF_XLA_FLAGS once.
     sys.exit(main())
 
 

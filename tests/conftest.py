@@ -4,6 +4,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Strict AutoGraph turns silent conversion fall-backs into errors (Sonnet's test_utils does the same).
 os.environ.setdefault("AUTOGRAPH_STRICT_CONVERSION", "1")
+# The command-line jobs the tests start keep no XLA compilation cache in the user's home (tests/test_xla_cache.py
+# turns it on in a temporary directory).
+os.environ.setdefault("SQAIR_XLA_CACHE", "off")
 
 import pytest
 

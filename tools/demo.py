@@ -24,6 +24,7 @@ import sys
 import time
 
 from data_pipelines.errors import DataError
+from trainers import xla_cache
 
 # What the numbers mean, printed under the side-by-side table.
 MEANINGS = (
@@ -39,7 +40,8 @@ MEANINGS = (
 
 def _parser():
     parser = argparse.ArgumentParser(prog="sqair-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=xla_cache.HELP)
     parser.add_argument("--workdir", default="runs/demo",
                         help="the demo's directory: data, runs, figures, export (default: runs/demo)")
     parser.add_argument("--minutes", type=float, default=4.5,
@@ -240,6 +242,7 @@ def _have_split(records, data_dir, split, num, seed, config):
 def run():
     """Console entry point."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    xla_cache.enable()  # Before TensorFlow starts: it reads TF_XLA_FLAGS once.
     sys.exit(main())
 
 

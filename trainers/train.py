@@ -20,6 +20,8 @@ import os
 import signal
 import sys
 
+from trainers import xla_cache
+
 
 def _parser():
     from sqair_tf import models
@@ -27,7 +29,8 @@ def _parser():
     from trainers import multi_worker
 
     parser = argparse.ArgumentParser(prog="sqair-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=xla_cache.HELP)
     parser.add_argument("--workdir", required=True,
                         help="run directory: config, checkpoints and TensorBoard logs; resumed if it exists")
     parser.add_argument("--preset", choices=sorted(config_lib.PRESETS),
@@ -178,6 +181,7 @@ def main(argv=None):
 def run():
     """Console entry point."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    xla_cache.enable()  # Before TensorFlow starts: it reads TF_XLA_FLAGS once.
     sys.exit(main())
 
 

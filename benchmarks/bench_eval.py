@@ -2,7 +2,8 @@
 
 Runs the real `sqair-eval` in a subprocess (no addition experiment, no figures, so the time is the many-particle
 evaluation and the tracking metrics) and reports sequences/s and the subprocess's peak resident memory
-(`getrusage(RUSAGE_CHILDREN).ru_maxrss`).
+(`getrusage(RUSAGE_CHILDREN).ru_maxrss`). The time includes the one-off XLA compilation, done afresh every time
+(`SQAIR_XLA_CACHE=off`) so that runs compare; set `SQAIR_XLA_CACHE=DIR` to time a start from a filled cache.
 
 Usage:
     python benchmarks/bench_eval.py --workdir RUN_DIR [--k 1000] [--num 20] [--chunk 50] [--batch 10] [--[no-]jit]
@@ -31,6 +32,7 @@ def main():
                "--num", str(args.num), "--chunk", str(args.chunk), "--batch", str(args.batch), "--no-addition",
                "--no-progress"] + ({True: ["--jit"], False: ["--no-jit"], None: []}[args.jit])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.setdefault("SQAIR_XLA_CACHE", "off")
     start = time.perf_counter()
     out = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start

@@ -124,6 +124,7 @@ def main():
     args = parser.parse_args()
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    env.setdefault("SQAIR_XLA_CACHE", "off")  # Every configuration compiles afresh, as the first one does.
     scratch = tempfile.mkdtemp(prefix="bench_multiworker_")
     try:
         measure(args, env, scratch)

@@ -7,6 +7,7 @@ checkpoints (BUILD.md "Multi-worker").
   input pipelines with the same per-replica seeds, to float32 rounding (and far from where it ends with the
   pipelines swapped);
 - a worker started with another config is refused, naming the field; malformed cluster descriptions are refused.
+- the stall watchdog aborts a collective that cannot complete, and leaves a run that moves alone.
 """
 
 import glob
@@ -259,3 +260,38 @@ def test_bad_launcher_and_strategy_arguments_are_refused_in_one_line(tmp_path, m
     assert "names 2 workers but --strategy default trains on one machine" in trainer(two, "--strategy", "default")
     assert "--strategy multi_worker needs TF_CONFIG" in trainer("", "--strategy", "multi_worker")
     assert "the heartbeat timeout must be a positive number" in trainer(two, "--heartbeat-timeout", "0")
+
+
+def test_stall_watchdog_aborts_a_hanging_collective_and_spares_a_moving_run():
+    """`StallWatchdog` on a real collective that can never complete (a group of 2 with one member), in a fresh
+    process because an abort leaves that process's collectives unusable."""
+    script = textwrap.dedent("""
+        import threading, time
+        import tensorflow as tf
+        from trainers import multi_worker
+
+        moves = [0]
+        with multi_worker.StallWatchdog(0.5, lambda: moves[0]) as moving:
+            for _ in range(15):  # 1.5 s of work, three timeouts, with progress every 0.1 s.
+                moves[0] += 1
+                time.sleep(0.1)
+        print("moving fired:", moving.fired)
+
+        start = time.monotonic()
+        try:
+            with multi_worker.StallWatchdog(0.5, lambda: moves[0]) as stalled:
+                tf.raw_ops.CollectiveReduceV2(input=tf.constant([1.0]), group_size=tf.constant(2),
+                                              group_key=tf.constant(1), instance_key=tf.constant(1),
+                                              ordering_token=[], merge_op="Add", final_op="Id")
+            print("the collective returned")
+        except tf.errors.DeadlineExceededError as e:
+            print("stalled fired:", stalled.fired, "after", round(time.monotonic() - start, 1), "s:", e.message)
+        """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "moving fired: False" in out.stdout
+    fired = re.search(r"stalled fired: True after ([0-9.]+) s:.*no training progress on this worker for 0.5 s",
+                      out.stdout)
+    assert fired, out.stdout
+    assert 0.5 <= float(fired.group(1)) < 10.0  # Not before the timeout, and not forever.

@@ -7,7 +7,8 @@ checkpoints (BUILD.md "Multi-worker").
   input pipelines with the same per-replica seeds, to float32 rounding (and far from where it ends with the
   pipelines swapped);
 - a worker started with another config is refused, naming the field; malformed cluster descriptions are refused.
-- the stall watchdog aborts a collective that cannot complete, and leaves a run that moves alone.
+- a worker whose peer never starts stops after the startup timeout with one line; the stall watchdog aborts a
+  collective that cannot complete, and leaves a run that moves alone.
 """
 
 import glob
@@ -295,3 +296,23 @@ def test_stall_watchdog_aborts_a_hanging_collective_and_spares_a_moving_run():
                       out.stdout)
     assert fired, out.stdout
     assert 0.5 <= float(fired.group(1)) < 10.0  # Not before the timeout, and not forever.
+
+
+@pytest.mark.slow
+def test_a_worker_whose_peer_never_starts_stops_after_the_startup_timeout_in_one_line(debug_data, tmp_path):
+    ports = cluster.free_ports(2)
+    tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}}
+    workdir = tmp_path / "run"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "trainers.train", "--workdir", str(workdir), "--preset", "debug",
+                          "--data", debug_data, "--startup-timeout", "5", "--no-progress"], cwd=REPO,
+                         env=_env(tmp_path, TF_CONFIG=json.dumps(tf_config)), capture_output=True, text=True,
+                         timeout=300)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 1, out.stderr[-3000:]  # A cluster failure, not bad input: starting again is the fix.
+    errors = [line for line in out.stderr.splitlines() if line.startswith("sqair-train: error:")]
+    assert errors == ["sqair-train: error: the cluster did not start within the startup timeout (5 s): "
+                      "/job:worker/replica:0/task:1 did not join. Start every worker (each with its own TF_CONFIG) "
+                      "within --startup-timeout seconds of the first"]
+    assert "Traceback" not in out.stderr and not workdir.exists()  # Nothing half-written.
+    assert elapsed < 120  # The 5 s bound and the start-up, not TensorFlow's unbounded wait.

@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -43,6 +44,10 @@ _JOBS = ("chief", "worker")  # The jobs MultiWorkerMirroredStrategy trains with,
 
 class ClusterConfigError(ValueError):
     """TF_CONFIG (or the flags that go with it) cannot describe a cluster this trainer can run on."""
+
+
+class ClusterStartError(RuntimeError):
+    """Not every worker joined the cluster within the startup timeout; starting them all again is the remedy."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +192,16 @@ def create_strategy(cluster, timeouts=Timeouts()):
         jobs["chief"] = [cluster.chief]
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(jobs), task_type=cluster.task_type, task_id=cluster.task_index, rpc_layer="grpc")
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)  # No per-collective timeout.
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)  # No per-collective timeout.
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:  # The register barrier timed out.
+        text = str(getattr(e, "message", e))
+        missing = re.findall(r"^(/job:\w+/replica:\d+/task:\d+)$", text.split("timed out task names:", 1)[-1],
+                             re.MULTILINE) if "timed out task names:" in text else []
+        who = f"{', '.join(missing)} did not join" if missing else failure_reason(e)
+        raise ClusterStartError(
+            f"the cluster did not start within the startup timeout ({timeouts.startup:g} s): {who}. Start every "
+            "worker (each with its own TF_CONFIG) within --startup-timeout seconds of the first") from None
     # TensorFlow's multi-worker runtime installs a SIGTERM handler of its own (for its preemption notices, unused
     # here), after which SIGTERM no longer stops the process (measured). Until `Trainer.train` takes the signal
     # over, the default action applies again: a worker stopped during start-up has nothing to save.

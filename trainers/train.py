@@ -155,7 +155,7 @@ def main(argv=None):
             print(f"worker {worker.rank} of {worker.num_workers} ({worker.address}): training; the chief writes "
                   "checkpoints, TensorBoard and progress", flush=True)
         metrics = trainer.train()
-    except trainer_lib.ClusterError as e:  # Not the input's fault: restarting every worker resumes.
+    except (trainer_lib.ClusterError, multi_worker.ClusterStartError) as e:  # Not the input's fault: restart.
         print(f"sqair-train: error: {e}", file=sys.stderr)
         return 1
     except (trainer_lib.TrainingError, DataError, ValueError) as e:

@@ -6,7 +6,8 @@ checkpoints (BUILD.md "Multi-worker").
 - through all of that, 2 workers × 1 CPU end where one process on one CPU ends that computes from the same two
   input pipelines with the same per-replica seeds, to float32 rounding (and far from where it ends with the
   pipelines swapped);
-- a worker started with another config is refused, naming the field; malformed cluster descriptions are refused.
+- a worker started with another config is refused, naming the field; malformed cluster descriptions are refused;
+- Ctrl-C on `sqair-train-cluster` reaches every worker, which save one checkpoint and stop;
 - a worker whose peer never starts stops after the startup timeout with one line; the stall watchdog aborts a
   collective that cannot complete, and leaves a run that moves alone.
 """
@@ -316,3 +317,19 @@ def test_a_worker_whose_peer_never_starts_stops_after_the_startup_timeout_in_one
                       "within --startup-timeout seconds of the first"]
     assert "Traceback" not in out.stderr and not workdir.exists()  # Nothing half-written.
     assert elapsed < 120  # The 5 s bound and the start-up, not TensorFlow's unbounded wait.
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_launcher_reaches_every_worker_which_save_and_stop(debug_data, tmp_path):
+    workdir = str(tmp_path / "run")
+    proc, log = _start_cluster(tmp_path, "ctrl_c", ["--workdir", workdir, "--preset", "debug", "--data", debug_data,
+                                                    "--set", "checkpoint_every=2", "--steps", "100000", *ONE_LENGTH])
+    _wait_for(lambda: _checkpoints(workdir) and len(_pids(log)) == 2, proc, 240, "the first checkpoint")
+    proc.send_signal(signal.SIGINT)  # What a terminal sends the launcher's process on Ctrl-C.
+    assert proc.wait(timeout=120) == 128 + signal.SIGINT, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "[launcher] SIGINT: passed on to the workers, which save and stop" in text
+    stops = [next(line for line in _worker_lines(log, w) if line.startswith("interrupted:")) for w in (0, 1)]
+    saved = int(re.search(r"at step (\d+);", stops[0]).group(1))
+    assert all(f"ckpt-{saved}" in s for s in stops) and _checkpoints(workdir)[-1] == saved
+    assert "killing" not in text and not _leftovers(tmp_path, workdir)  # They stopped on their own, cleanly.

@@ -368,6 +368,21 @@ def diag_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tf.T
     return tf.reduce_sum(tfd.Normal(loc, scale).log_prob(tf.cast(x, loc.dtype)), axis=-1)
 
 
+def tril_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale_tril: tf.Tensor) -> tf.Tensor:
+    """log N(x; loc, L·Lᵀ) for an invertible lower-triangular L: [..., E], [..., E], [..., E, E] -> [...].
+
+    The value `tfd.MultivariateNormalTriL(loc, L).log_prob(x)` computes, by the same triangular solve and
+    log-diagonal, but without a TFP bijector: TFP's global bijector cache holds the input of every bijector call
+    strongly, and inside a `tf.function` that input's graph holds the cached output, so every traced function
+    that called it stayed in memory for the life of the process (about 0.3 GB per trace of the `paper` model's
+    forward and backward; BUILD.md "Memory").
+    """
+    e = x.shape[-1]
+    white = tf.linalg.triangular_solve(scale_tril, (x - loc)[..., None], lower=True)[..., 0]  # L⁻¹(x − loc)
+    log_det = tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(scale_tril))), axis=-1)  # log |det L|
+    return -0.5 * tf.reduce_sum(tf.square(white), axis=-1) - log_det - 0.5 * e * np.log(2 * np.pi)
+
+
 class LogProbParts(NamedTuple):
     """A log-probability split by the gradient estimator that handles each part (BUILD.md O4), both [BK].
 

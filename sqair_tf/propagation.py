@@ -23,9 +23,7 @@ from sqair_tf import networks
 from sqair_tf import presence as presence_lib
 from sqair_tf import spatial_transformer
 from sqair_tf.discovery import gaussian_sample
-from sqair_tf.priors import diag_normal_log_prob
-
-tfd = tfp.distributions
+from sqair_tf.priors import diag_normal_log_prob, tril_normal_log_prob
 
 
 class PropagationCore(keras.layers.Layer):
@@ -135,7 +133,7 @@ class PropagationCore(keras.layers.Layer):
 
             logit = self.presence_mlp(tf.concat([relation, temporal_tm1, z_what], axis=-1))  # [BK, 1]
             decision = presence_lib.presence_step(logit, pres_tm1, seed_pres)
-            log_q_where = tfd.MultivariateNormalTriL(where_loc, scale_tril).log_prob(z_where)  # [BK]
+            log_q_where = tril_normal_log_prob(z_where, where_loc, scale_tril)  # [BK]
             slots.append(dict(z_what=z_what, what_loc=what_loc, what_scale=what_scale, z_where=z_where,
                               where_loc=where_loc, where_scale=where_scale, z_pres=decision.z_pres[:, 0],
                               presence_logit=decision.logit[:, 0], presence_prob=decision.prob[:, 0],

@@ -6,9 +6,14 @@
   2·(product of the output shape)·(contracted size) from static shapes, descending into while-loop bodies (times
   the trip count T) and other function calls. Element-wise work is not counted, so this is a lower bound of the
   step's arithmetic, and matmul FLOPs / step time is the fraction of the peak the step reaches on matrix work.
+* With `--eval-chunk C`: the FLOPs of one chunk of the many-particle evaluation instead (`sqair-eval`'s
+  `evaluation.evaluator.chunk_function`: the forward pass over C particles of `--batch` sequences, the weights and
+  the best particle's boxes), per particle-sequence, and the ceiling that the peak puts on a K-particle evaluation:
+  sequences/s <= peak / (K x FLOPs per particle-sequence).
 
 Usage:
     python benchmarks/flops.py [--preset paper] [--batch 32] [--particles 5] [--steps 10] [--size 4096]
+    python benchmarks/flops.py --eval-chunk 50 --batch 10 [--k 1000]
 """
 
 import argparse
@@ -80,28 +85,8 @@ def graph_flops(graph, functions, trips=1):
     return total
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="paper")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--particles", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--size", type=int, default=4096, help="matmul size for the peak (default 4096)")
-    args = parser.parse_args()
-    import tensorflow as tf
-
-    from trainers import config as config_lib
-    from trainers import trainer as trainer_lib
-    from sqair_tf import model as model_lib
-
-    print(f"float32 matmul peak ({args.size}², TF, all cores): {matmul_peak(args.size):.1f} GFLOP/s", flush=True)
-    config = config_lib.preset(args.preset, [f"batch_size={args.batch}", f"num_particles={args.particles}"])
-    model = model_lib.SQAIR(config.model)
-    shape = (args.batch, args.steps) + config.model.image_shape
-    model(tf.zeros((1, 1) + config.model.image_shape), seed=tf.constant([0, 0]))
-    fn = tf.function(lambda f, c, s: trainer_lib.loss_and_grads(model, config, f, c, s))
-    concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32), tf.TensorSpec([args.batch], tf.int32),
-                                        tf.TensorSpec([2], tf.int32))
+def concrete_flops(concrete, trips=1):
+    """Matmul FLOPs of a traced `tf.function` (a ConcreteFunction), with every function body it calls."""
     functions = {}
 
     def collect(graph):
@@ -112,9 +97,53 @@ def main():
                 collect(sub)
 
     collect(concrete.graph)
-    flops = graph_flops(concrete.graph, functions, trips=args.steps)
+    return graph_flops(concrete.graph, functions, trips)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--particles", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--size", type=int, default=4096, help="matmul size for the peak (default 4096)")
+    parser.add_argument("--eval-chunk", type=int, default=0,
+                        help="count one chunk of C particles of the K-particle evaluation instead of a training step")
+    parser.add_argument("--k", type=int, default=1000, help="particles of the evaluation (with --eval-chunk)")
+    args = parser.parse_args()
+    import tensorflow as tf
+
+    from trainers import config as config_lib
+    from trainers import trainer as trainer_lib
+    from sqair_tf import model as model_lib
+
+    peak = matmul_peak(args.size)
+    print(f"float32 matmul peak ({args.size}², TF, all cores): {peak:.1f} GFLOP/s", flush=True)
+    config = config_lib.preset(args.preset, [f"batch_size={args.batch}", f"num_particles={args.particles}"])
+    model = model_lib.SQAIR(config.model)
+    shape = (args.batch, args.steps) + config.model.image_shape
+    model(tf.zeros((1, 1) + config.model.image_shape), seed=tf.constant([0, 0]))
+    if args.eval_chunk:
+        from evaluation import evaluator
+
+        fn = evaluator.chunk_function(model, args.eval_chunk)
+        concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32), tf.TensorSpec([args.batch], tf.int32),
+                                            tf.TensorSpec([args.batch, args.steps], tf.int32),  # Visible per frame.
+                                            tf.TensorSpec([2], tf.int32))
+    else:
+        fn = tf.function(lambda f, c, s: trainer_lib.loss_and_grads(model, config, f, c, s))
+        concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32), tf.TensorSpec([args.batch], tf.int32),
+                                            tf.TensorSpec([2], tf.int32))
+    flops = concrete_flops(concrete, trips=args.steps)
+    if args.eval_chunk:
+        per_particle = flops / (args.batch * args.eval_chunk)
+        print(f"{args.preset} evaluation chunk, B={args.batch} C={args.eval_chunk} T={args.steps}: "
+              f"{flops / 1e9:.2f} GFLOP of matmuls, {per_particle / 1e6:.1f} MFLOP per particle-sequence; "
+              f"K={args.k}: {args.k * per_particle / 1e9:.1f} GFLOP per sequence, so at most "
+              f"{peak * 1e9 / (args.k * per_particle):.2f} sequences/s at this machine's peak")
+        return
     print(f"{args.preset} B={args.batch} K={args.particles} T={args.steps}: {flops / 1e9:.1f} GFLOP of matmuls per "
-          f"training step (forward + backward; {len(functions)} function bodies)")
+          "training step (forward + backward)")
 
 
 if __name__ == "__main__":

@@ -123,17 +123,17 @@ def main():
     model = model_lib.SQAIR(config.model)
     shape = (args.batch, args.steps) + config.model.image_shape
     model(tf.zeros((1, 1) + config.model.image_shape), seed=tf.constant([0, 0]))
+    frames, counts, seed = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([args.batch], tf.int32),
+                            tf.TensorSpec([2], tf.int32))
     if args.eval_chunk:
         from evaluation import evaluator
 
-        fn = evaluator.chunk_function(model, args.eval_chunk)
-        concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32), tf.TensorSpec([args.batch], tf.int32),
-                                            tf.TensorSpec([args.batch, args.steps], tf.int32),  # Visible per frame.
-                                            tf.TensorSpec([2], tf.int32))
+        visible_counts = tf.TensorSpec([args.batch, args.steps], tf.int32)  # Visible digits per frame.
+        concrete = evaluator.chunk_function(model, args.eval_chunk).get_concrete_function(
+            frames, counts, visible_counts, seed)
     else:
         fn = tf.function(lambda f, c, s: trainer_lib.loss_and_grads(model, config, f, c, s))
-        concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32), tf.TensorSpec([args.batch], tf.int32),
-                                            tf.TensorSpec([2], tf.int32))
+        concrete = fn.get_concrete_function(frames, counts, seed)
     flops = concrete_flops(concrete, trips=args.steps)
     if args.eval_chunk:
         per_particle = flops / (args.batch * args.eval_chunk)

@@ -4,9 +4,14 @@ Every `--every` minutes of training wall time, training pauses and the model is 
 `--num-eval` test sequences (full length, K particles, `trainers.evaluator.evaluate_split`); the evaluation time
 is not counted as training time. Each point is printed and appended to WORKDIR/time_to_quality.jsonl.
 
+Machines of this kind differ several-fold in speed, and a shared machine makes fewer steps per minute, so runs
+meant to be compared across machines or codes take a step budget instead: `--steps N` stops at global step N
+(or at `--minutes`, whichever comes first) and `--every-steps M` evaluates every M steps instead of every
+`--every` minutes. The minutes are still recorded next to each point.
+
 Usage:
     python benchmarks/bench_time_to_quality.py --data DATA_DIR --workdir WORKDIR [--preset fast]
-        [--minutes 60] [--every 5] [--num-eval 1000] [--set key=value ...]
+        [--minutes 60] [--every 5] [--steps N] [--every-steps M] [--num-eval 1000] [--set key=value ...]
 """
 
 import argparse
@@ -24,10 +29,17 @@ def main():
     parser.add_argument("--preset", default="fast", help="training preset (default: fast)")
     parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget (default 60)")
     parser.add_argument("--every", type=float, default=5.0, help="minutes between evaluations (default 5)")
+    parser.add_argument("--steps", type=int, help="also stop at this global step (default: no step budget)")
+    parser.add_argument("--every-steps", type=int,
+                        help="steps between evaluations, instead of --every minutes (a multiple of --chunk)")
     parser.add_argument("--num-eval", type=int, default=1000, help="held-out sequences per evaluation (1000)")
     parser.add_argument("--chunk", type=int, default=50, help="steps between wall-clock checks (default 50)")
     parser.add_argument("--set", action="append", default=[], help="extra config overrides key=value")
     args = parser.parse_args()
+    if args.every_steps is not None and (args.every_steps <= 0 or args.every_steps % args.chunk):
+        parser.error(f"--every-steps must be a positive multiple of --chunk ({args.chunk}), got {args.every_steps}")
+    if args.steps is not None and args.steps <= 0:
+        parser.error(f"--steps must be positive, got {args.steps}")
 
     from trainers import config as config_lib
     from evaluation import evaluator
@@ -48,16 +60,27 @@ def main():
               f"{result['counting_accuracy']:.4f}  visible-count acc {result['visible_counting_accuracy']:.4f}  "
               f"IWAE {result['iwae']:.1f}  ({result['seconds']:.0f} s eval)", flush=True)
 
+    def step():
+        return int(trainer.step.numpy())
+
+    def budget_spent(seconds):
+        return seconds >= args.minutes * 60 or (args.steps is not None and step() >= args.steps)
+
     trained = 0.0
     evaluate(trained)
     next_eval = args.every * 60
-    while trained < args.minutes * 60:
+    while not budget_spent(trained):
         start = time.perf_counter()
-        trainer.train(total_steps=int(trainer.step.numpy()) + args.chunk, finalize=False)
+        target = step() + args.chunk
+        trainer.train(total_steps=target if args.steps is None else min(target, args.steps), finalize=False)
         trained += time.perf_counter() - start
-        if trained >= next_eval or trained >= args.minutes * 60:
+        if args.every_steps is not None:
+            due = step() % args.every_steps == 0
+        else:
+            due = trained >= next_eval
+            next_eval += args.every * 60 if due else 0
+        if due or budget_spent(trained):
             evaluate(trained)
-            next_eval += args.every * 60
     trainer.save()
 
 

@@ -11,7 +11,9 @@ and every object without a digit into a pure FP. The localisation failures are t
 touching the canvas edge (partly outside) or not, and by the number of digits visible in the frame; and the IoU
 misses by their cause: box too large/small against the digit, or centre off by more than a quarter of its size;
 whether a miss lags (its box overlaps the digit's place at t − 1 more than its place at t); and the failure rates
-by frame, by the digit's speed and by the visible box's area (a digit leaving the canvas leaves a sliver).
+by frame, by the digit's speed and by the visible box's area (a digit leaving the canvas leaves a sliver); and the
+mean and median signed difference of each box side, predicted minus true, over all matched pairs (a systematic
+shift or growth of the boxes would show there, and would cost IoU on every digit).
 TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
@@ -45,6 +47,7 @@ def classify(sequences, size):
                             "loc_larger", "loc_smaller", "loc_offset", "loc_lagging", "loc_moved")}
     frames = sequences[0]["gt_boxes"].shape[0] if sequences else 0
     c["loc_by_frame"], c["gt_by_frame"] = [0] * frames, [0] * frames
+    c["side_diffs"] = []  # (pred − gt) of (y_min, x_min, y_max, x_max) for every matched pair, in pixels
     c["loc_by_speed"], c["gt_by_speed"] = [0] * len(SPEED_BINS), [0] * len(SPEED_BINS)
     for key in ("gt", "loc", "unmatched"):
         c[f"{key}_by_area"] = [0] * len(AREA_BINS)
@@ -71,6 +74,7 @@ def classify(sequences, size):
             c["pure_fp"] += len(pred) - len(pairs)
             for r, q in pairs:
                 g, p = gt[r], pred[q]
+                c["side_diffs"].append(np.asarray(p, np.float64) - np.asarray(g, np.float64))
                 j = ids[r]
                 prev = s["gt_boxes"][t - 1, j] if t and s["gt_present"][t - 1, j] else None
                 speed = None if prev is None else float(np.hypot((g[0] + g[2] - prev[0] - prev[2]) / 2,
@@ -115,6 +119,8 @@ def main():
     parser.add_argument("--data", help="data directory (default: the run's own)")
     args = parser.parse_args()
 
+    import numpy as np
+
     from evaluation import tracking_metrics
     from evaluation import evaluator
     from trainers import checkpoints
@@ -154,6 +160,10 @@ def main():
     print("| visible box area (px) | share of GT | localisation failure | no object |\n|---|---|---|---|")
     for lo, hi, g, n, u in zip(areas, areas[1:], c["gt_by_area"], c["loc_by_area"], c["unmatched_by_area"]):
         print(f"| [{lo:g}, {hi:g}) | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} |")
+    diffs = np.asarray(c["side_diffs"]).reshape(-1, 4)  # [pairs, 4]
+    print("signed box error of matched pairs, pred − truth in px (y_min, x_min, y_max, x_max): mean "
+          + ", ".join(f"{v:+.2f}" for v in diffs.mean(axis=0)) + "; median "
+          + ", ".join(f"{v:+.1f}" for v in np.median(diffs, axis=0)))
     edges = list(SPEED_BINS) + [float("inf")]
     print("localisation failures by the digit's speed (px/frame): " + ", ".join(
         f"[{lo:g}, {hi:g}): {n / max(g, 1):.3f} of {g}" for lo, hi, n, g in

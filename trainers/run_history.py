@@ -1,7 +1,26 @@
-"""What a run directory's TensorBoard log says about its past: how long its training took to reach each step."""
+"""What a run directory's TensorBoard log says about its past: its logged scalars, and how long its training took to
+reach each step."""
 
 import glob
 import os
+
+
+def scalars(workdir, writer, tag):
+    """{step: value} of the scalar `tag` in WORKDIR/tensorboard/WRITER (writer "train" or "eval").
+
+    A step logged twice (a run resumed from an earlier checkpoint) keeps its later value.
+    """
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    values = {}
+    for path in sorted(glob.glob(os.path.join(workdir, "tensorboard", writer, "events*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
 
 
 def training_minutes(workdir):
@@ -9,18 +28,8 @@ def training_minutes(workdir):
 
     Each logged loop of n steps at r steps/s took n / r seconds: compilation after every (re)start is included,
     periodic evaluations and checkpoints are not. They are the machine's minutes, shared with whatever else ran.
-    A step logged twice (a run resumed from an earlier checkpoint) keeps its later value.
     """
-    import tensorflow as tf
-    from tensorflow.core.util import event_pb2
-
-    rate = {}
-    for path in sorted(glob.glob(os.path.join(workdir, "tensorboard", "train", "events*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if value.tag == "steps_per_sec":
-                    rate[event.step] = float(tf.make_ndarray(value.tensor))
+    rate = scalars(workdir, "train", "steps_per_sec")
     minutes, total, previous = {}, 0.0, 0
     for step in sorted(rate):
         total += (step - previous) / rate[step] / 60

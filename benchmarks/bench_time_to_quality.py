@@ -31,7 +31,8 @@ def main():
     parser.add_argument("--every", type=float, default=5.0, help="minutes between evaluations (default 5)")
     parser.add_argument("--steps", type=int, help="also stop at this global step (default: no step budget)")
     parser.add_argument("--every-steps", type=int,
-                        help="steps between evaluations, instead of --every minutes (a multiple of --chunk)")
+                        help="evaluate at every multiple of this many steps, instead of every --every minutes "
+                             "(a multiple of --chunk)")
     parser.add_argument("--num-eval", type=int, default=1000, help="held-out sequences per evaluation (1000)")
     parser.add_argument("--chunk", type=int, default=50, help="steps between wall-clock checks (default 50)")
     parser.add_argument("--set", action="append", default=[], help="extra config overrides key=value")
@@ -72,10 +73,11 @@ def main():
     while not budget_spent(trained):
         start = time.perf_counter()
         target = step() + args.chunk
+        before = step()
         trainer.train(total_steps=target if args.steps is None else min(target, args.steps), finalize=False)
         trained += time.perf_counter() - start
-        if args.every_steps is not None:
-            due = step() % args.every_steps == 0
+        if args.every_steps is not None:  # Crossed a multiple of --every-steps (a resumed run may start off-grid).
+            due = step() // args.every_steps > before // args.every_steps
         else:
             due = trained >= next_eval
             next_eval += args.every * 60 if due else 0

@@ -72,8 +72,8 @@ def main():
     next_eval = args.every * 60
     while not budget_spent(trained):
         start = time.perf_counter()
-        target = step() + args.chunk
         before = step()
+        target = before + args.chunk
         trainer.train(total_steps=target if args.steps is None else min(target, args.steps), finalize=False)
         trained += time.perf_counter() - start
         if args.every_steps is not None:  # Crossed a multiple of --every-steps (a resumed run may start off-grid).

@@ -182,8 +182,6 @@ def counting_figure(names, args, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import tensorflow as tf
-    from tensorflow.core.util import event_pb2
 
     from trainers import run_history
 
@@ -191,13 +189,8 @@ def counting_figure(names, args, path):
     for name in names:
         workdir = os.path.join(args.workdir, name)
         minutes = run_history.training_minutes(workdir)
-        points = {}
-        for events in sorted(os.listdir(os.path.join(workdir, "tensorboard", "eval"))):
-            for record in tf.data.TFRecordDataset(os.path.join(workdir, "tensorboard", "eval", events)):
-                event = event_pb2.Event.FromString(record.numpy())
-                for value in event.summary.value:
-                    if value.tag == "held_out/counting_accuracy" and event.step in minutes:
-                        points[minutes[event.step]] = float(tf.make_ndarray(value.tensor))
+        accuracy = run_history.scalars(workdir, "eval", "held_out/counting_accuracy")
+        points = {minutes[step]: value for step, value in accuracy.items() if step in minutes}
         if points:
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker=".", label=name)

@@ -50,7 +50,8 @@ class AIRCell(keras.layers.Layer):
             num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
             min_std=config.min_std, name="discovery_where_prior")
         self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
-                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
+                                                 hidden_size=config.count_prior_hidden_size,
+                                                 count_penalty=config.count_penalty, name="count_prior")
         self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
         self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
 

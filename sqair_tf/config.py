@@ -23,6 +23,8 @@ class ModelConfig:
       small_hidden_size: width of the single-hidden-layer MLPs (presence, Δ, glimpse mask: 256/2 = 128).
       prior_hidden_size: width of the DISC where prior's conditioning layer (128).
       count_prior_hidden_size: hidden width of the count prior's MLP (10).
+      count_penalty: fixed log-prior cost in nats of each discovered object, subtracted from the count prior's
+        logits (0 in the paper; `priors.CountPrior`, BUILD.md "The count penalty").
       output_std: fixed σ of the Gaussian likelihood p(x | z) (0.3).
       output_scale_init: initial value of the learnable scalar multiplying decoded glimpses (0.25).
       where_std_bias_init: initial value of the learnable scalars β, β' added to where-std pre-activations (−3).
@@ -48,6 +50,7 @@ class ModelConfig:
     small_hidden_size: int = 128
     prior_hidden_size: int = 128
     count_prior_hidden_size: int = 10
+    count_penalty: float = 0.0
     output_std: float = 0.3
     output_scale_init: float = 0.25
     where_std_bias_init: float = -3.0
@@ -75,6 +78,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.glimpse_size < 2:
             raise ValueError(f"glimpse_size must be ≥ 2, got {self.glimpse_size}")
+        if not self.count_penalty >= 0:
+            raise ValueError(f"count_penalty must be >= 0, got {self.count_penalty!r}")
         for name in ("output_std", "min_std", "gate_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

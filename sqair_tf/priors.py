@@ -296,7 +296,13 @@ class DiscoveryWherePrior(keras.layers.Layer):
 class CountPrior(keras.layers.Layer):
     """Logits of the Categorical prior on the number of discovered objects n ∈ {0..N} (BUILD.md O2.7).
 
-        logits = ELU(b + [t > 0]·b_T + MLP_{1→10(ELU)→N+1}(ĉ_t))
+        logits = ELU(b + [t > 0]·b_T + MLP_{1→10(ELU)→N+1}(ĉ_t)) − λ·n
+
+    λ (`count_penalty`) is a fixed cost in nats per discovered object, 0 in the paper. The learnable part can only
+    follow the count the posterior discovers (the KL pulls the prior towards it); λ > 0 puts a price on every
+    object that the learnable part cannot remove, because the ELU bounds each logit below by −1. It is AIR's
+    geometric count prior with a small success probability e^−λ (Eslami et al., 2016, §3), added here as an
+    option against splitting one digit into two objects (BUILD.md "The count penalty").
 
     b (init 0) and b_T (init [10, 0, …, 0]) are learnable. The ELU bounds every logit below by −1, so at
     t > 0, where b_T pushes n = 0, P(n = 0) ≈ e^10 / (e^10 + N) ≈ 0.9999 at initialisation; at t = 0 the
@@ -307,6 +313,7 @@ class CountPrior(keras.layers.Layer):
       num_slots: N, the maximum number of discovered objects (3).
       hidden_size: width of the MLP's single ELU hidden layer (10).
       later_step_zero_bias: initial b_T[0], the push towards n = 0 after the first frame (10).
+      count_penalty: λ ≥ 0, the fixed log-prior cost of each discovered object (0 in the paper).
 
     Call: `c_hat` [BK, 1], `t` scalar int32 tensor, the time index (b_T is added where t > 0; a bool tensor is
     read as 0/1, so `t > 0` may be passed too) -> logits [BK, N+1]. Keras only takes tensors positionally:
@@ -318,11 +325,15 @@ class CountPrior(keras.layers.Layer):
         num_slots: int = 3,
         hidden_size: int = 10,
         later_step_zero_bias: float = 10.0,
+        count_penalty: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_slots = networks.check_positive_int(num_slots, "num_slots")
         num_counts = num_slots + 1
+        if not count_penalty >= 0:
+            raise ValueError(f"count_penalty must be >= 0, got {count_penalty!r}")
+        self.count_penalty = float(count_penalty)
         self.hidden_size = networks.check_positive_int(hidden_size, "hidden_size")
         self.mlp = networks.MLP((hidden_size,), output_size=num_counts, name="mlp", dtype=self.dtype_policy)
         self.bias = self.add_weight(shape=(num_counts,), initializer="zeros", name="bias")
@@ -337,7 +348,10 @@ class CountPrior(keras.layers.Layer):
     def call(self, c_hat: tf.Tensor, t) -> tf.Tensor:
         is_later_step = tf.cast(tf.cast(t, tf.int32) > 0, c_hat.dtype)  # scalar [t > 0]
         bias = tf.cast(self.bias, c_hat.dtype) + is_later_step * tf.cast(self.later_step_bias, c_hat.dtype)
-        return tf.nn.elu(bias + self.mlp(c_hat))  # [BK, N+1]
+        logits = tf.nn.elu(bias + self.mlp(c_hat))  # [BK, N+1]
+        if self.count_penalty:
+            logits -= self.count_penalty * tf.range(self.num_slots + 1, dtype=logits.dtype)  # − λ·n
+        return logits
 
 
 class LatentSummary(keras.layers.Layer):

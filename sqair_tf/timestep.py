@@ -105,7 +105,8 @@ class SQAIRCell(keras.layers.Layer):
             num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
             min_std=config.min_std, name="discovery_where_prior")
         self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
-                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
+                                                 hidden_size=config.count_prior_hidden_size,
+                                                 count_penalty=config.count_penalty, name="count_prior")
         self.latent_summary = priors_lib.LatentSummary(hidden_size=h, name="latent_summary")
         self.initial_temporal_state = networks.TrainableInitialState(h, name="initial_temporal_state")
         self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")

@@ -3,6 +3,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sqair_tf import presence
 from sqair_tf import priors
 
 _SEED = tf.constant([3, 5], tf.int32)
@@ -407,6 +408,24 @@ class CountPriorTest(tf.test.TestCase):
         grad_b, grad_bt = tape.gradient(loss, [layer.bias, layer.later_step_bias])
         self.assertAllClose(grad_b, grad_bt)  # both biases enter additively at t > 0
         self.assertGreater(float(grad_b[1]), 0.0)
+
+    def test_count_penalty_costs_lambda_nats_per_object(self):
+        # The same weights with and without λ: the logits differ by exactly −λ·n, so the log-prior of n objects
+        # drops by λ·n relative to n = 0, at every time step, and λ < 0 is refused.
+        keras.utils.set_random_seed(3)
+        plain = priors.CountPrior()
+        penalised = priors.CountPrior(count_penalty=7.5)
+        c_hat = tf.constant([[-0.5], [0.1], [0.5]])
+        plain(c_hat, t=0), penalised(c_hat, t=0)
+        penalised.set_weights(plain.get_weights())
+        for t in (0, 4):
+            diff = penalised(c_hat, t=t).numpy() - plain(c_hat, t=t).numpy()
+            self.assertAllClose(diff, np.tile([0.0, -7.5, -15.0, -22.5], (3, 1)), atol=1e-5)
+            log_p = lambda layer, n: presence.count_prior_log_prob(layer(c_hat, t=t), tf.fill([3], n))  # noqa: E731
+            gap = (log_p(penalised, 2) - log_p(penalised, 0)) - (log_p(plain, 2) - log_p(plain, 0))
+            self.assertAllClose(gap, [-15.0] * 3, atol=1e-4)
+        with self.assertRaisesRegex(ValueError, "count_penalty"):
+            priors.CountPrior(count_penalty=-1.0)
 
 
 class LatentSummaryTest(tf.test.TestCase):

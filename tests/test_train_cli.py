@@ -125,7 +125,7 @@ MIRRORED = textwrap.dedent("""
     from trainers import config as config_lib, trainer as trainer_lib
 
     data, workdir = sys.argv[1:3]
-    cfg = config_lib.preset("debug", [f"data_dir={data}", "steps_per_loop=1"])
+    cfg = config_lib.preset("debug", [f"data_dir={data}", "steps_per_loop=1"] + sys.argv[3:])
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     trainer = trainer_lib.Trainer(cfg, workdir, strategy=strategy, progress=False, log=lambda *a: None)
 
@@ -148,6 +148,9 @@ MIRRORED = textwrap.dedent("""
         _, g, sums = trainer_lib.loss_and_grads(ref, cfg, shard["frames"][:, :seq_len], shard["count"], seed)
         grads = g if grads is None else [a + b for a, b in zip(grads, g)]
         loss_sum += float(sums["loss"])
+    norm = float(tf.linalg.global_norm(grads))
+    if cfg.clip_norm:
+        grads, _ = tf.clip_by_global_norm(grads, cfg.clip_norm)  # TF's own clipping of the summed gradient.
     ref_opt.apply_gradients(zip(grads, ref.trainable_variables))
 
     replica_diff, ref_diff = 0.0, 0.0
@@ -157,17 +160,36 @@ MIRRORED = textwrap.dedent("""
         ref_diff = max(ref_diff, float(np.max(np.abs(values[0] - r.numpy()))))
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shard_sizes": [int(s["frames"].shape[0]) for s in shards],
                       "loss": metrics["loss"], "ref_loss": loss_sum / cfg.batch_size,
-                      "replica_diff": replica_diff, "ref_diff": ref_diff}))
+                      "replica_diff": replica_diff, "ref_diff": ref_diff, "grad_norm": norm}))
 """)
 
 
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_cpus_matches_one_device(debug_data, tmp_path):
-    out = subprocess.run([sys.executable, "-c", MIRRORED, debug_data, str(tmp_path / "run")], cwd=REPO, env=ENV,
+def _mirrored(debug_data, workdir, *overrides):
+    out = subprocess.run([sys.executable, "-c", MIRRORED, debug_data, str(workdir), *overrides], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["shard_sizes"] == [2, 2]
+    return result
+
+
+@pytest.mark.slow
+def test_mirrored_gradient_clipping_clips_the_summed_gradient(debug_data, tmp_path):
+    """`clip_norm` clips the gradient the two replicas apply together, as one device clipping their sum would.
+
+    TF1 RMSProp (its mean square starts at 1) with a large rate makes the update proportional to the clipped
+    gradient, so clipping each replica's half instead (twice the norm) would miss the reference by ~lr·clip.
+    """
+    result = _mirrored(debug_data, tmp_path / "run", "optimizer=rmsprop_tf1", "momentum=0", "learning_rate=1.0",
+                       "clip_norm=0.01")
+    assert result["grad_norm"] > 0.1  # The clipping is active: the summed gradient is ≥ 10x the limit.
+    assert result["replica_diff"] == 0.0
+    assert result["ref_diff"] < 1e-5  # Updates are ~1e-3 per entry here; clipping per replica would differ by that.
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_matches_one_device(debug_data, tmp_path):
+    result = _mirrored(debug_data, tmp_path / "run")
     # Same loss as one device computing the same two half-batches with the same seeds, and the same update.
     assert result["loss"] == pytest.approx(result["ref_loss"], rel=1e-5)
     assert result["replica_diff"] == 0.0  # Replicas stay identical.

@@ -159,6 +159,42 @@ def test_fused_single_replica_step_equals_the_split_step_and_skips_non_finite_up
     assert int(fused.nonfinite_total.numpy()) == 1 and int(fused.optimizer.iterations.numpy()) == 1
 
 
+def test_clip_by_global_norm_matches_numpy():
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=(3, 4)), rng.normal(size=(5,))]
+    norm = np.sqrt(sum(float(np.sum(g ** 2)) for g in grads))
+    tensors = [tf.constant(g, tf.float32) for g in grads]
+    for limit in (0.5 * norm, 2.0 * norm):
+        clipped = trainer_lib.clip_by_global_norm(tensors, limit)
+        for g, c in zip(grads, clipped):
+            np.testing.assert_allclose(c.numpy(), g * min(1.0, limit / norm), rtol=1e-6)
+    assert trainer_lib.clip_by_global_norm(tensors, 0.0) is tensors  # 0 = the paper: untouched.
+    nan = trainer_lib.clip_by_global_norm([tf.constant([np.nan, 1.0])], 1.0)[0].numpy()
+    assert np.isnan(nan[0]) and nan[1] == 1.0  # Left to the non-finite check, which skips the update.
+    with pytest.raises(ValueError, match="clip_norm must be >= 0"):
+        config_lib.preset("debug", ["clip_norm=-1"])
+
+
+@pytest.mark.slow
+def test_fused_step_applies_the_clipped_gradient(debug_data, tmp_path):
+    """One fused step with `clip_norm` moves the weights as TF1 RMSProp does on TF's own clipped gradient."""
+    config = _config(debug_data, "optimizer=rmsprop_tf1", "momentum=0", "learning_rate=1.0", "clip_norm=0.01")
+    trainer = trainer_lib.Trainer(config, str(tmp_path), progress=False, log=lambda *a: None)
+    batch = next(iter(trainer._dataset(0)))
+    frames = batch["frames"][:, :config.seq_len(0)]
+    seed = trainer_lib.training_step_seed(config.seed, trainer.step)
+    before = [v.numpy() for v in trainer.model.trainable_variables]
+    _, grads, _ = trainer_lib.loss_and_grads(trainer.model, config, frames, batch["count"], seed)
+    assert float(tf.linalg.global_norm(grads)) > 0.1  # Clipping is active.
+    clipped, _ = tf.clip_by_global_norm(grads, 0.01)
+    reference = trainer_lib.make_optimizer(config)
+    variables = [tf.Variable(b) for b in before]
+    reference.apply_gradients(zip(clipped, variables))
+    trainer._fused_fn(frames, batch["count"], seed)
+    for v, r in zip(trainer.model.trainable_variables, variables):
+        np.testing.assert_allclose(v.numpy(), r.numpy(), atol=1e-6)
+
+
 @pytest.mark.slow
 def test_stops_after_too_many_non_finite_updates_and_keeps_the_last_good_checkpoint(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20"), str(tmp_path), progress=False,

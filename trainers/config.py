@@ -43,6 +43,8 @@ class TrainConfig:
       learning_rate: initial learning rate.
       lr_boundaries: steps at which the learning rate is multiplied by `lr_decay`.
       lr_decay: factor applied at each boundary (1/3: BUILD.md O5 `--schedule 4,6,10`).
+      clip_norm: if > 0, the step's gradient (summed over replicas) is scaled down to this global norm when it is
+        longer (`trainer.clip_by_global_norm`); 0, the paper's choice, never clips.
       momentum: RMSProp momentum (0.9).
       rms_decay: RMSProp decay ρ (0.9).
       curriculum_start: training sequence length L at step 0 (BUILD.md O5: 3).
@@ -73,6 +75,7 @@ class TrainConfig:
     learning_rate: float = 1e-5
     lr_boundaries: Tuple[int, ...] = (400_000, 1_000_000)
     lr_decay: float = 1.0 / 3.0
+    clip_norm: float = 0.0
     momentum: float = 0.9
     rms_decay: float = 0.9
     curriculum_start: int = 3
@@ -107,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"vimco_signal must be one of {_SIGNALS}, got {self.vimco_signal!r}")
         if not self.learning_rate > 0 or not self.lr_decay > 0:
             raise ValueError(f"learning_rate and lr_decay must be > 0, got {self.learning_rate}, {self.lr_decay}")
+        if not self.clip_norm >= 0:
+            raise ValueError(f"clip_norm must be >= 0 (0 = no clipping), got {self.clip_norm!r}")
         if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)) or any(b < 1 for b in self.lr_boundaries):
             raise ValueError(f"lr_boundaries must be increasing positive steps, got {self.lr_boundaries}")
         if self.curriculum_start > self.max_seq_len:

@@ -448,6 +448,7 @@ class Trainer:
         """Forward, backward, non-finite check and the (skipped when non-finite) update of a single replica."""
         loss, grads, sums = loss_and_grads(self.model, self.config, frames, count, seed)
         finite = _all_finite(loss, grads)
+        grads = clip_by_global_norm(grads, self.config.clip_norm)
 
         def apply():
             self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
@@ -469,6 +470,7 @@ class Trainer:
         num_bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
         finite = num_bad < 0.5
         grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+        grads = clip_by_global_norm(grads, self.config.clip_norm, ctx)
         self._apply_if_finite(finite, grads)
         sums = {key: tf.where(finite, value, 0.0) for key, value in sums.items()}
         return sums, tf.cast(finite, tf.float32)
@@ -723,6 +725,24 @@ class Trainer:
         with self._writers["train"].as_default(step=step):
             for key, value in values.items():
                 tf.summary.scalar(key, value)
+
+
+def clip_by_global_norm(grads, clip_norm, replica_context=None):
+    """The gradients scaled by min(1, clip_norm / ‖g‖), ‖g‖ the global norm of the step's whole gradient.
+
+    With several replicas, g is the sum of the replicas' gradients (what the optimizer applies), so every replica
+    scales by the same factor and the applied sum is clipped exactly. Keras' own `global_clipnorm` clips each
+    replica's share before the sum, which is a different rule. A non-finite norm leaves the gradients to the
+    non-finite check, which skips the update. `clip_norm` 0 returns the gradients untouched.
+    """
+    if not clip_norm:
+        return grads
+    total = grads
+    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+        total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    norm = tf.linalg.global_norm(total)
+    scale = tf.where(norm > clip_norm, clip_norm / norm, 1.0)
+    return [g * tf.cast(scale, g.dtype) for g in grads]
 
 
 def _all_finite(loss, grads):

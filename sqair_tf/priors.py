@@ -298,9 +298,9 @@ class CountPrior(keras.layers.Layer):
 
         logits = ELU(b + [t > 0]·b_T + MLP_{1→10(ELU)→N+1}(ĉ_t)) − λ·n
 
-    λ (`count_penalty`) is a fixed cost in nats per discovered object, 0 in the paper. The learnable part can only
-    follow the count the posterior discovers (the KL pulls the prior towards it); λ > 0 puts a price on every
-    object that the learnable part cannot remove, because the ELU bounds each logit below by −1. It is AIR's
+    λ (`count_penalty`) is a fixed cost in nats per discovered object, 0 in the paper. The learnable part follows
+    the count the posterior discovers (the KL pulls the prior towards it); λ > 0 puts a price on every object,
+    which the learnable part can offset only by learning larger logits for larger counts. It is AIR's
     geometric count prior with a small success probability e^−λ (Eslami et al., 2016, §3), added here as an
     option against splitting one digit into two objects (BUILD.md "The count penalty").
 

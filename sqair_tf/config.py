@@ -24,7 +24,7 @@ class ModelConfig:
       prior_hidden_size: width of the DISC where prior's conditioning layer (128).
       count_prior_hidden_size: hidden width of the count prior's MLP (10).
       count_penalty: fixed log-prior cost in nats of each discovered object, subtracted from the count prior's
-        logits (0 in the paper; `priors.CountPrior`, BUILD.md "The count penalty").
+        logits (0 in the paper; `priors.CountPrior`, BUILD.md "Options beyond the paper").
       output_std: fixed σ of the Gaussian likelihood p(x | z) (0.3).
       output_scale_init: initial value of the learnable scalar multiplying decoded glimpses (0.25).
       where_std_bias_init: initial value of the learnable scalars β, β' added to where-std pre-activations (−3).

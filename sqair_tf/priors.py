@@ -302,9 +302,9 @@ class CountPrior(keras.layers.Layer):
     the count the posterior discovers (the KL pulls the prior towards it); λ > 0 puts a price on every object,
     which the learnable part can offset only by learning larger logits for larger counts. It is AIR's
     geometric count prior with a small success probability e^−λ (Eslami et al., 2016, §3), added here as an
-    option against splitting one digit into two objects (BUILD.md "The count penalty").
+    option against splitting one digit into two objects (BUILD.md "Options beyond the paper").
 
-    b (init 0) and b_T (init [10, 0, …, 0]) are learnable. The ELU bounds every logit below by −1, so at
+    b (init 0) and b_T (init [10, 0, …, 0]) are learnable. The ELU bounds every learnt logit below by −1, so at
     t > 0, where b_T pushes n = 0, P(n = 0) ≈ e^10 / (e^10 + N) ≈ 0.9999 at initialisation; at t = 0 the
     logits are ELU(MLP(ĉ_0)), close to uniform. The support is always {0..N} whatever was propagated.
     BUILD.md O2.12 counts the MLP (64 parameters for N = 3) inside DISC and b, b_T (2·(N+1)) separately.

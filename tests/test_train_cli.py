@@ -160,7 +160,9 @@ MIRRORED = textwrap.dedent("""
         ref_diff = max(ref_diff, float(np.max(np.abs(values[0] - r.numpy()))))
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shard_sizes": [int(s["frames"].shape[0]) for s in shards],
                       "loss": metrics["loss"], "ref_loss": loss_sum / cfg.batch_size,
-                      "replica_diff": replica_diff, "ref_diff": ref_diff, "grad_norm": norm}))
+                      "replica_diff": replica_diff, "ref_diff": ref_diff, "grad_norm": norm,
+                      "logged_grad_norm": metrics.get("grad_norm"),
+                      "clipped_fraction": metrics.get("clipped_fraction")}))
 """)
 
 
@@ -185,6 +187,9 @@ def test_mirrored_gradient_clipping_clips_the_summed_gradient(debug_data, tmp_pa
     assert result["grad_norm"] > 0.1  # The clipping is active: the summed gradient is ≥ 10x the limit.
     assert result["replica_diff"] == 0.0
     assert result["ref_diff"] < 1e-5  # Updates are ~1e-3 per entry here; clipping per replica would differ by that.
+    # The logged norm is the summed gradient's, before clipping (each replica's half would be about half of it).
+    assert result["logged_grad_norm"] == pytest.approx(result["grad_norm"], rel=1e-4)
+    assert result["clipped_fraction"] == 1.0
 
 
 @pytest.mark.slow
@@ -194,3 +199,4 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(debug_data, tmp_path):
     assert result["loss"] == pytest.approx(result["ref_loss"], rel=1e-5)
     assert result["replica_diff"] == 0.0  # Replicas stay identical.
     assert result["ref_diff"] < 1e-6
+    assert result["logged_grad_norm"] is None  # Without clipping, the summed gradient's norm is not computed.

@@ -190,9 +190,13 @@ def test_fused_step_applies_the_clipped_gradient(debug_data, tmp_path):
     reference = trainer_lib.make_optimizer(config)
     variables = [tf.Variable(b) for b in before]
     reference.apply_gradients(zip(clipped, variables))
-    trainer._fused_fn(frames, batch["count"], seed)
+    sums, _ = trainer._fused_fn(frames, batch["count"], seed)
     for v, r in zip(trainer.model.trainable_variables, variables):
         np.testing.assert_allclose(v.numpy(), r.numpy(), atol=1e-6)
+    # The logged norm is the one before clipping; summed per sequence, it is B times the step's norm.
+    assert float(sums["grad_norm"]) / config.batch_size == pytest.approx(float(tf.linalg.global_norm(grads)),
+                                                                          rel=1e-5)
+    assert float(sums["clipped_fraction"]) == config.batch_size
 
 
 @pytest.mark.slow
@@ -239,8 +243,10 @@ def test_tensorboard_has_scalars_images_and_hparams(debug_data, tmp_path):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags.update(value.tag for value in event.summary.value)
     for tag in ("iwae", "elbo", "log_likelihood", "kl", "ess", "learning_rate", "seq_len", "steps_per_sec",
-                "held_out/counting_accuracy", "held_out/iwae", "reconstruction", "_hparams_/session_start_info"):
+                "grad_norm", "held_out/counting_accuracy", "held_out/iwae", "reconstruction",
+                "_hparams_/session_start_info"):
         assert tag in tags, (tag, sorted(tags))
+    assert "clipped_fraction" not in tags  # Only logged when clip_norm is set.
 
 
 def test_config_round_trips_and_overrides_are_typed():

@@ -86,6 +86,11 @@ class Interrupted(KeyboardInterrupt):
 # Models without objects (`interface.SequenceModel.has_objects`) have no OBJECT_METRICS.
 STEP_METRICS = ("loss", "iwae", "elbo", "log_likelihood", "kl", "num_objects", "counting_accuracy", "ess")
 OBJECT_METRICS = ("num_objects", "counting_accuracy")
+# Per applied step, not per sequence: the global norm of the gradient the optimizer received before clipping (the
+# replicas' summed gradient), and the fraction of steps that `clip_norm` clipped. With several replicas the norm of
+# the sum needs an all-reduce of the whole gradient, which only clipping pays for, so `grad_norm` is logged there
+# only when `clip_norm` is set; `clipped_fraction` only when it is.
+GRADIENT_METRICS = ("grad_norm", "clipped_fraction")
 
 
 def step_metrics(model):
@@ -444,11 +449,28 @@ class Trainer:
     def _loss_and_grads(self, frames, count, seed):
         return loss_and_grads(self.model, self.config, frames, count, seed)
 
+    def gradient_metrics(self):
+        """The keys of GRADIENT_METRICS this trainer logs (see there for when)."""
+        clip = bool(self.config.clip_norm)
+        norm = clip or self.strategy.num_replicas_in_sync == 1
+        return ("grad_norm",) * norm + ("clipped_fraction",) * clip
+
+    def _add_gradient_metrics(self, sums, norm, replicas):
+        """`sums` with the GRADIENT_METRICS of one step whose applied gradient has global norm `norm`, each scaled
+        by this replica's share of the batch so that the loop's mean over sequences is the mean over steps."""
+        share = self.config.batch_size / replicas
+        sums = dict(sums, grad_norm=norm * share)
+        if self.config.clip_norm:
+            sums["clipped_fraction"] = tf.cast(norm > self.config.clip_norm, tf.float32) * share
+        return sums
+
     def _fused_step(self, frames, count, seed):
         """Forward, backward, non-finite check and the (skipped when non-finite) update of a single replica."""
         loss, grads, sums = loss_and_grads(self.model, self.config, frames, count, seed)
         finite = _all_finite(loss, grads)
-        grads = clip_by_global_norm(grads, self.config.clip_norm)
+        norm = tf.linalg.global_norm(grads)
+        grads = clip_by_global_norm(grads, self.config.clip_norm, norm=norm)
+        sums = self._add_gradient_metrics(sums, norm, replicas=1)
 
         def apply():
             self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
@@ -470,7 +492,10 @@ class Trainer:
         num_bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
         finite = num_bad < 0.5
         grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-        grads = clip_by_global_norm(grads, self.config.clip_norm, ctx)
+        if "grad_norm" in self.gradient_metrics():
+            norm = gradient_norm(grads, ctx)
+            grads = clip_by_global_norm(grads, self.config.clip_norm, norm=norm)
+            sums = self._add_gradient_metrics(sums, norm, ctx.num_replicas_in_sync)
         self._apply_if_finite(finite, grads)
         sums = {key: tf.where(finite, value, 0.0) for key, value in sums.items()}
         return sums, tf.cast(finite, tf.float32)
@@ -500,7 +525,7 @@ class Trainer:
 
     def _train_loop(self, iterator, num_steps, seq_len):
         """Runs `num_steps` steps; returns metric sums over the loop's applied steps and the count of skips."""
-        keys = step_metrics(self.model)
+        keys = step_metrics(self.model) + self.gradient_metrics()
         totals = {key: tf.constant(0.0) for key in keys}
         applied = tf.constant(0.0)
         for _ in tf.range(num_steps):
@@ -727,20 +752,27 @@ class Trainer:
                 tf.summary.scalar(key, value)
 
 
-def clip_by_global_norm(grads, clip_norm, replica_context=None):
+def gradient_norm(grads, replica_context=None):
+    """Scalar: the global norm of the gradient the optimizer applies, the replicas' sum when there are several
+    (one all-reduce of the whole gradient)."""
+    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+        grads = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    return tf.linalg.global_norm(grads)
+
+
+def clip_by_global_norm(grads, clip_norm, replica_context=None, norm=None):
     """The gradients scaled by min(1, clip_norm / ‖g‖), ‖g‖ the global norm of the step's whole gradient.
 
     With several replicas, g is the sum of the replicas' gradients (what the optimizer applies), so every replica
     scales by the same factor and the applied sum is clipped exactly. Keras' own `global_clipnorm` clips each
     replica's share before the sum, which is a different rule. A non-finite norm leaves the gradients to the
-    non-finite check, which skips the update. `clip_norm` 0 returns the gradients untouched.
+    non-finite check, which skips the update. `clip_norm` 0 returns the gradients untouched. `norm`, when given,
+    is ‖g‖ already computed (`gradient_norm`).
     """
     if not clip_norm:
         return grads
-    total = grads
-    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
-        total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    norm = tf.linalg.global_norm(total)
+    if norm is None:
+        norm = gradient_norm(grads, replica_context)
     scale = tf.where(norm > clip_norm, clip_norm / norm, 1.0)
     return [g * tf.cast(scale, g.dtype) for g in grads]
 

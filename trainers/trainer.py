@@ -452,8 +452,8 @@ class Trainer:
     def gradient_metrics(self):
         """The keys of GRADIENT_METRICS this trainer logs (see there for when)."""
         clip = bool(self.config.clip_norm)
-        norm = clip or self.strategy.num_replicas_in_sync == 1
-        return ("grad_norm",) * norm + ("clipped_fraction",) * clip
+        logged = {"grad_norm": clip or self.strategy.num_replicas_in_sync == 1, "clipped_fraction": clip}
+        return tuple(key for key in GRADIENT_METRICS if logged[key])
 
     def _add_gradient_metrics(self, sums, norm, replicas):
         """`sums` with the GRADIENT_METRICS of one step whose applied gradient has global norm `norm`, each scaled
@@ -468,7 +468,7 @@ class Trainer:
         """Forward, backward, non-finite check and the (skipped when non-finite) update of a single replica."""
         loss, grads, sums = loss_and_grads(self.model, self.config, frames, count, seed)
         finite = _all_finite(loss, grads)
-        norm = tf.linalg.global_norm(grads)
+        norm = gradient_norm(grads)
         grads = clip_by_global_norm(grads, self.config.clip_norm, norm=norm)
         sums = self._add_gradient_metrics(sums, norm, replicas=1)
 
@@ -760,19 +760,19 @@ def gradient_norm(grads, replica_context=None):
     return tf.linalg.global_norm(grads)
 
 
-def clip_by_global_norm(grads, clip_norm, replica_context=None, norm=None):
+def clip_by_global_norm(grads, clip_norm, norm=None):
     """The gradients scaled by min(1, clip_norm / ‖g‖), ‖g‖ the global norm of the step's whole gradient.
 
-    With several replicas, g is the sum of the replicas' gradients (what the optimizer applies), so every replica
+    `norm` is ‖g‖ from `gradient_norm` (computed from `grads` when None, for a single replica). With several
+    replicas it must be the norm of the replicas' summed gradient (what the optimizer applies), so every replica
     scales by the same factor and the applied sum is clipped exactly. Keras' own `global_clipnorm` clips each
     replica's share before the sum, which is a different rule. A non-finite norm leaves the gradients to the
-    non-finite check, which skips the update. `clip_norm` 0 returns the gradients untouched. `norm`, when given,
-    is ‖g‖ already computed (`gradient_norm`).
+    non-finite check, which skips the update. `clip_norm` 0 returns the gradients untouched.
     """
     if not clip_norm:
         return grads
     if norm is None:
-        norm = gradient_norm(grads, replica_context)
+        norm = gradient_norm(grads)
     scale = tf.where(norm > clip_norm, clip_norm / norm, 1.0)
     return [g * tf.cast(scale, g.dtype) for g in grads]
 

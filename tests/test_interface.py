@@ -220,3 +220,22 @@ def test_registry_and_config_choose_models_by_name():
         vrnn.with_overrides(["model_name=mlp-sqair"])
     with pytest.raises(ValueError, match="needs a ModelConfig"):
         dataclasses.replace(vrnn, model_name="mlp-sqair")
+
+
+@pytest.mark.parametrize("name, overrides, model", [
+    ("tracking_clipped", ["seed=2"], "mlp-sqair"),
+    ("tracking", ["clip_norm=1000", "lr_boundaries=8000,16000", "model.count_penalty=30", "seed=1"], "mlp-sqair"),
+    ("paper", ["jit_compile=true", "lr_boundaries="], "mlp-sqair"),
+    ("fast", ["data_dir=/data/mm", "model.z_dim=3"], "mlp-vrnn"),
+])
+def test_a_config_is_written_back_as_the_shortest_preset_command(name, overrides, model):
+    # The shipped model's provenance records its training command this way (tools/package_pretrained.py).
+    config = config_lib.preset(name, overrides, model=model)
+    found, found_overrides = config_lib.as_preset_and_overrides(config)
+    assert config_lib.preset(found, found_overrides, model=model) == dataclasses.replace(
+        config, data_dir=config_lib.preset(found, model=model).data_dir)
+    assert len(found_overrides) <= len([o for o in overrides if not o.startswith("data_dir")])
+    if name == "tracking_clipped":
+        assert (found, found_overrides) == (name, overrides)
+    if name == "tracking":  # the clipped recipe plus λ is `tracking_clipped` plus λ, not `tracking` plus three
+        assert (found, found_overrides) == ("tracking_clipped", ["model.count_penalty=30.0", "seed=1"])

@@ -283,8 +283,8 @@ PRESETS = {
     # 8,000 (÷3 at 8,000 and 16,000) instead of cut at the first curriculum step. The cut was there because the
     # presence collapsed when L grew at 1e-4; the collapses came with gradient spikes (norms of 10^4–10^5 against a
     # median of ~600–900), which Adam turns into steps of several times the rate. Clipped, the higher rate is
-    # stable through the curriculum and learns faster: on three seeds, MOTA at step 10,000 was 0.58–0.66 against
-    # `tracking`'s 0.40–0.50 (benchmarks/RESULTS.md, issue 10). Keeping 1e-4 until 16,000 was worse.
+    # stable through the curriculum and learns faster: on three seeds, MOTA at step 5,000 was 0.41–0.45 against
+    # `tracking`'s 0.26–0.36 (benchmarks/RESULTS.md, issue 10). Keeping 1e-4 until 16,000 was worse.
     "tracking_clipped": dataclasses.replace(
         _PAPER, optimizer="adam", learning_rate=1e-4, lr_boundaries=(8000, 16000), clip_norm=1000.0, batch_size=16,
         vimco_signal="textbook", curriculum_stage_steps=2000, max_seq_len=10, total_steps=25_000,

@@ -50,8 +50,7 @@ class AIRCell(keras.layers.Layer):
             num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
             min_std=config.min_std, name="discovery_where_prior")
         self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
-                                                 hidden_size=config.count_prior_hidden_size,
-                                                 count_penalty=config.count_penalty, name="count_prior")
+                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
         self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
         self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
 
@@ -83,7 +82,8 @@ class AIRCell(keras.layers.Layer):
         disc = self.discovery(image, image_features, summary, seed)
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t=0)  # Every frame is a first frame.
-        log_p = priors_lib.discovery_prior_log_prob_parts(disc["z_what"], where_log_p, disc["z_pres"], count_logits)
+        log_p = priors_lib.discovery_prior_log_prob_parts(disc["z_what"], where_log_p, disc["z_pres"], count_logits,
+                                                          count_penalty=cfg.count_penalty)
         outputs, last_used_id = self._describe(disc["z_what"], disc["z_where"], disc["z_pres"],
                                                disc["presence_prob"], last_used_id)
         canvas = tf.reshape(outputs["canvas"], tf.concat([tf.shape(image)[:1], [-1], image.shape[1:]], 0))

@@ -23,8 +23,9 @@ class ModelConfig:
       small_hidden_size: width of the single-hidden-layer MLPs (presence, Δ, glimpse mask: 256/2 = 128).
       prior_hidden_size: width of the DISC where prior's conditioning layer (128).
       count_prior_hidden_size: hidden width of the count prior's MLP (10).
-      count_penalty: fixed log-prior cost in nats of each discovered object, subtracted from the count prior's
-        logits (0 in the paper; `priors.CountPrior`, BUILD.md "Options beyond the paper").
+      count_penalty: λ, a cost in nats of each discovered object, subtracted from the log weight the training
+        objective sees and not part of the prior (0 in the paper; `priors.discovery_prior_log_prob_parts`,
+        BUILD.md "Options beyond the paper").
       output_std: fixed σ of the Gaussian likelihood p(x | z) (0.3).
       output_scale_init: initial value of the learnable scalar multiplying decoded glimpses (0.25).
       where_std_bias_init: initial value of the learnable scalars β, β' added to where-std pre-activations (−3).

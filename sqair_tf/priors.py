@@ -296,13 +296,11 @@ class DiscoveryWherePrior(keras.layers.Layer):
 class CountPrior(keras.layers.Layer):
     """Logits of the Categorical prior on the number of discovered objects n ∈ {0..N} (BUILD.md O2.7).
 
-        logits = ELU(b + [t > 0]·b_T + MLP_{1→10(ELU)→N+1}(ĉ_t)) − λ·n
+        logits = ELU(b + [t > 0]·b_T + MLP_{1→10(ELU)→N+1}(ĉ_t))
 
-    λ (`count_penalty`) is a fixed cost in nats per discovered object, 0 in the paper. The learnable part follows
-    the count the posterior discovers (the KL pulls the prior towards it); λ > 0 puts a price on every object,
-    which the learnable part can offset only by learning larger logits for larger counts. It is AIR's
-    geometric count prior with a small success probability e^−λ (Eslami et al., 2016, §3), added here as an
-    option against splitting one digit into two objects (BUILD.md "Options beyond the paper").
+    The count penalty λ (BUILD.md "Options beyond the paper") is not part of this prior: it is a cost in the
+    training objective (`discovery_prior_log_prob_parts`), so the prior stays free to follow the count the
+    posterior discovers and samples from it discover objects.
 
     b (init 0) and b_T (init [10, 0, …, 0]) are learnable. The ELU bounds every learnt logit below by −1, so at
     t > 0, where b_T pushes n = 0, P(n = 0) ≈ e^10 / (e^10 + N) ≈ 0.9999 at initialisation; at t = 0 the
@@ -313,7 +311,6 @@ class CountPrior(keras.layers.Layer):
       num_slots: N, the maximum number of discovered objects (3).
       hidden_size: width of the MLP's single ELU hidden layer (10).
       later_step_zero_bias: initial b_T[0], the push towards n = 0 after the first frame (10).
-      count_penalty: λ ≥ 0, the fixed log-prior cost of each discovered object (0 in the paper).
 
     Call: `c_hat` [BK, 1], `t` scalar int32 tensor, the time index (b_T is added where t > 0; a bool tensor is
     read as 0/1, so `t > 0` may be passed too) -> logits [BK, N+1]. Keras only takes tensors positionally:
@@ -325,15 +322,11 @@ class CountPrior(keras.layers.Layer):
         num_slots: int = 3,
         hidden_size: int = 10,
         later_step_zero_bias: float = 10.0,
-        count_penalty: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_slots = networks.check_positive_int(num_slots, "num_slots")
         num_counts = num_slots + 1
-        if not count_penalty >= 0:
-            raise ValueError(f"count_penalty must be >= 0, got {count_penalty!r}")
-        self.count_penalty = float(count_penalty)
         self.hidden_size = networks.check_positive_int(hidden_size, "hidden_size")
         self.mlp = networks.MLP((hidden_size,), output_size=num_counts, name="mlp", dtype=self.dtype_policy)
         self.bias = self.add_weight(shape=(num_counts,), initializer="zeros", name="bias")
@@ -348,10 +341,7 @@ class CountPrior(keras.layers.Layer):
     def call(self, c_hat: tf.Tensor, t) -> tf.Tensor:
         is_later_step = tf.cast(tf.cast(t, tf.int32) > 0, c_hat.dtype)  # scalar [t > 0]
         bias = tf.cast(self.bias, c_hat.dtype) + is_later_step * tf.cast(self.later_step_bias, c_hat.dtype)
-        logits = tf.nn.elu(bias + self.mlp(c_hat))  # [BK, N+1]
-        if self.count_penalty:
-            logits -= self.count_penalty * tf.range(self.num_slots + 1, dtype=logits.dtype)  # − λ·n
-        return logits
+        return tf.nn.elu(bias + self.mlp(c_hat))  # [BK, N+1]
 
 
 class LatentSummary(keras.layers.Layer):
@@ -468,13 +458,19 @@ def discovery_prior_log_prob_parts(
     z_pres: tf.Tensor,
     count_logits: tf.Tensor,
     num_steps: Optional[tf.Tensor] = None,
+    count_penalty: float = 0.0,
 ) -> LogProbParts:
-    """log p of the discovered latents under the DISC prior (BUILD.md O2.7, O7.2).
+    """log p of the discovered latents under the DISC prior (BUILD.md O2.7, O7.2), less the count penalty.
 
         continuous = Σ_k z_pres_k·(log N(z_what_k; 0, I) + log p(z_where_k | z_where_{<k}))
-        discrete   = log Cat(n; count_logits)
+        discrete   = log Cat(n; count_logits) − λ·n
 
     Evaluated on all N_disc slots (before merging/truncation, BUILD.md O2.10 item 4) and masked by DISC presence.
+
+    λ (`count_penalty`, 0 in the paper) is a cost of λ nats per discovered object in the log weight the
+    objective sees, against one digit explained by two objects (BUILD.md "Options beyond the paper"). It is not
+    in the prior: the count prior's own gradient is that of log Cat(n), so it follows the discovered counts and
+    generation is unchanged. Since λ·n ≥ 0, a bound computed with it stays a lower bound on log p(x).
 
     Args:
       z_what: [BK, Nd, D] DISC samples.
@@ -482,10 +478,13 @@ def discovery_prior_log_prob_parts(
       z_pres: [BK, Nd] DISC presence (a stop chain: present slots first).
       count_logits: [BK, Nd+1] from `CountPrior`.
       num_steps: [BK] number of discovered objects n (int or integer-valued float); Σ_k z_pres_k if None.
+      count_penalty: λ ≥ 0, nats per discovered object.
 
     Returns:
       `LogProbParts`, each [BK].
     """
+    if not count_penalty >= 0:
+        raise ValueError(f"count_penalty must be >= 0, got {count_penalty!r}")
     what_lp = diag_normal_log_prob(
         z_what, tf.zeros([], z_where_log_prob.dtype), tf.ones([], z_where_log_prob.dtype)
     )  # [BK, Nd]
@@ -494,7 +493,8 @@ def discovery_prior_log_prob_parts(
         num_steps = tf.reduce_sum(z_pres, axis=-1)  # [BK]
     return LogProbParts(
         continuous=tf.reduce_sum(z_pres * (what_lp + z_where_log_prob), axis=-1),  # [BK]
-        discrete=presence.count_prior_log_prob(count_logits, num_steps),  # [BK]
+        discrete=presence.count_prior_log_prob(count_logits, num_steps)
+        - count_penalty * tf.cast(num_steps, what_lp.dtype),  # [BK]
     )
 
 

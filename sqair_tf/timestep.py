@@ -105,8 +105,7 @@ class SQAIRCell(keras.layers.Layer):
             num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
             min_std=config.min_std, name="discovery_where_prior")
         self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
-                                                 hidden_size=config.count_prior_hidden_size,
-                                                 count_penalty=config.count_penalty, name="count_prior")
+                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
         self.latent_summary = priors_lib.LatentSummary(hidden_size=h, name="latent_summary")
         self.initial_temporal_state = networks.TrainableInitialState(h, name="initial_temporal_state")
         self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
@@ -211,7 +210,7 @@ class SQAIRCell(keras.layers.Layer):
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
         disc_log_p = priors_lib.discovery_prior_log_prob_parts(
-            disc["z_what"], where_log_p, disc["z_pres"], count_logits)
+            disc["z_what"], where_log_p, disc["z_pres"], count_logits, count_penalty=self.config.count_penalty)
 
         # 5. Merge, truncate, ids.
         keys = ("z_what", "z_where", "z_pres", "presence_prob")

@@ -1,5 +1,7 @@
 """The whole SQAIR model: parameter count, output contract, masking, reproducibility, jit and the IWAE bound."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -182,3 +184,22 @@ def test_generation_and_prior_samples(debug_model):
     assert samples["num_objects"].numpy().max() <= DEBUG.num_slots
     again = debug_model.sample(5, 4, seed=SEED)
     np.testing.assert_array_equal(samples["canvas"], again["canvas"])
+
+
+def test_count_penalty_is_in_the_log_weight_and_not_in_the_prior(debug_model):
+    # The same weights with λ = 5: the first frame's log weight drops by λ per discovered object (nothing is
+    # propagated yet, so every present object was discovered), later frames' by a whole number of λ, and the
+    # prior's samples (paper Fig. 5) are those of the model without λ.
+    penalised = model_lib.SQAIR(dataclasses.replace(DEBUG, count_penalty=5.0))
+    frames = _frames(4, 3)
+    penalised(frames, seed=SEED, num_particles=2)
+    penalised.set_weights(debug_model.get_weights())
+    plain_out = debug_model(frames, seed=SEED, num_particles=2)
+    out = penalised(frames, seed=SEED, num_particles=2)
+    np.testing.assert_array_equal(out["z_pres"], plain_out["z_pres"])
+    drop = (plain_out["log_weight"] - out["log_weight"]).numpy() / 5.0  # [T, BK], discovered objects per frame
+    np.testing.assert_allclose(drop[0], plain_out["num_objects"][0], atol=1e-3)
+    np.testing.assert_allclose(drop, np.round(drop), atol=1e-3)
+    assert drop.min() > -1e-3 and drop[0].sum() > 0
+    np.testing.assert_array_equal(penalised.sample(5, 4, seed=SEED)["canvas"],
+                                  debug_model.sample(5, 4, seed=SEED)["canvas"])

@@ -409,24 +409,6 @@ class CountPriorTest(tf.test.TestCase):
         self.assertAllClose(grad_b, grad_bt)  # both biases enter additively at t > 0
         self.assertGreater(float(grad_b[1]), 0.0)
 
-    def test_count_penalty_costs_lambda_nats_per_object(self):
-        # The same weights with and without λ: the logits differ by exactly −λ·n, so the log-prior of n objects
-        # drops by λ·n relative to n = 0, at every time step, and λ < 0 is refused.
-        keras.utils.set_random_seed(3)
-        plain = priors.CountPrior()
-        penalised = priors.CountPrior(count_penalty=7.5)
-        c_hat = tf.constant([[-0.5], [0.1], [0.5]])
-        plain(c_hat, t=0), penalised(c_hat, t=0)
-        penalised.set_weights(plain.get_weights())
-        for t in (0, 4):
-            diff = penalised(c_hat, t=t).numpy() - plain(c_hat, t=t).numpy()
-            self.assertAllClose(diff, np.tile([0.0, -7.5, -15.0, -22.5], (3, 1)), atol=1e-5)
-            log_p = lambda layer, n: presence.count_prior_log_prob(layer(c_hat, t=t), tf.fill([3], n))  # noqa: E731
-            gap = (log_p(penalised, 2) - log_p(penalised, 0)) - (log_p(plain, 2) - log_p(plain, 0))
-            self.assertAllClose(gap, [-15.0] * 3, atol=1e-4)
-        with self.assertRaisesRegex(ValueError, "count_penalty"):
-            priors.CountPrior(count_penalty=-1.0)
-
 
 class LatentSummaryTest(tf.test.TestCase):
 
@@ -480,6 +462,25 @@ class DiscoveryPriorLogProbTest(tf.test.TestCase):
         where_lp[absent] -= 100.0
         self.assertAllEqual(priors.discovery_prior_log_prob(what, where_lp, z_pres, count_logits,
                                                             num_steps.astype(np.int32)), got)
+
+    def test_count_penalty_costs_lambda_nats_per_discovered_object_and_leaves_the_prior_alone(self):
+        # λ lowers only the discrete part, by exactly λ·n (n = 0, 1, 2, 3 here), and its gradient with respect to
+        # the count logits is that of log Cat(n): the prior learns the discovered counts as without λ.
+        rng = np.random.default_rng(8)
+        what, where_lp = rng.normal(size=(4, 3, 5)), rng.normal(size=(4, 3))
+        z_pres = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], np.float64)
+        count_logits = tf.constant(rng.normal(size=(4, 4)))
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(count_logits)
+            plain = priors.discovery_prior_log_prob_parts(what, where_lp, z_pres, count_logits)
+            penalised = priors.discovery_prior_log_prob_parts(what, where_lp, z_pres, count_logits,
+                                                              count_penalty=7.5)
+        self.assertAllEqual(penalised.continuous, plain.continuous)
+        self.assertAllClose(penalised.discrete - plain.discrete, [0.0, -7.5, -15.0, -22.5], atol=1e-12, rtol=0)
+        self.assertAllClose(tape.gradient(penalised.discrete, count_logits),
+                            tape.gradient(plain.discrete, count_logits), atol=1e-12, rtol=0)
+        with self.assertRaisesRegex(ValueError, "count_penalty must be >= 0"):
+            priors.discovery_prior_log_prob_parts(what, where_lp, z_pres, count_logits, count_penalty=-1.0)
 
     def test_end_to_end_with_where_and_count_priors(self):
         where_prior = priors.DiscoveryWherePrior(num_steps=3, hidden_size=4)

@@ -3,7 +3,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sqair_tf import presence
 from sqair_tf import priors
 
 _SEED = tf.constant([3, 5], tf.int32)

@@ -20,6 +20,9 @@ import time
 
 from trainers.pretrained import ROOT, WEIGHTS
 
+# The recipe the Makefile's `pretrained` target trains; a run of it is reproduced by `make pretrained SEED=S`.
+MAKE_PRESET = "tracking_clipped"
+
 
 def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, out_root=ROOT):
     """Writes OUT_ROOT/NAME from a run's checkpoint: weights only, config and provenance with held-out figures.
@@ -150,11 +153,16 @@ def main(argv=None):
             training = json.load(f)
     training.setdefault("packaging_commit", _git_commit(os.path.dirname(os.path.abspath(__file__))))
     from trainers import checkpoints
+    from trainers import config as config_lib
 
     config = checkpoints.load_config(args.workdir)
     if args.name == "mnist":
-        training.setdefault("command", f"sqair-train --workdir runs/track_s{config.seed} --preset tracking "
-                                       f"--data DATA --set seed={config.seed}  (or: make pretrained SEED={config.seed})")
+        name, overrides = config_lib.as_preset_and_overrides(config)
+        command = f"sqair-train --workdir runs/track_s{config.seed} --preset {name} --data DATA" + "".join(
+            f" --set {o}" for o in overrides)
+        if name == MAKE_PRESET and set(overrides) <= {f"seed={config.seed}"}:
+            command += f"  (or: make pretrained SEED={config.seed})"
+        training.setdefault("command", command)
     elif args.name == "pedestrians":
         step = int(args.checkpoint.rsplit("-", 1)[-1]) if args.checkpoint.rsplit("-", 1)[-1].isdigit() else None
         training.setdefault("command", "sqair-data from-video vtest.avi --out DATA --crop-stride 16 && sqair-train "

@@ -14,7 +14,7 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/python -m pytest
 
 # 3. Reproduce the shipped pretrained model (trainers/pretrained_models/mnist; BUILD.md "Pretrained models"): the
-#    paper's data, the `tracking_clipped` preset for 25,000 steps (about 2.5 hours on 2 cores; interrupt and re-run to resume),
+#    paper's data, the `tracking_clipped` preset for 25,000 steps (about 2–2.5 hours on 2 cores; interrupt and re-run to resume),
 #    then package the last checkpoint with its held-out figures. SEED=1 etc. for the other seeds of the benchmark.
 SEED ?= 0
 pretrained: $(VENV)/.installed

@@ -336,12 +336,15 @@ def as_preset_and_overrides(config):
     The preset is the one that needs the fewest overrides, so a run's config becomes the shortest `sqair-train
     --preset NAME --set …` command that trains it again (the shipped model's provenance records it).
     """
-    target = _flatten(config.to_dict())
-    best = None
-    for name in PRESETS:
-        keys = differing_fields(preset(name, model=config.model_name), config, ignore=("data_dir",))
-        if best is None or len(keys) < len(best[1]):
-            best = (name, keys)
-    name, keys = best
-    text = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
-    return name, [f"{key}={text(target[key])}" for key in keys]
+    differing = {name: differing_fields(preset(name, model=config.model_name), config, ignore=("data_dir",))
+                 for name in PRESETS}
+    name = min(differing, key=lambda n: len(differing[n]))  # the first such preset on a tie
+    values = _flatten(config.to_dict())
+    return name, [f"{key}={_format_value(values[key])}" for key in differing[name]]
+
+
+def _format_value(value):
+    """The `--set` text `_parse_value` reads back as `value` (a flattened field: tuples are lists)."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)

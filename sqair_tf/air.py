@@ -73,17 +73,19 @@ class AIRCell(keras.layers.Layer):
             glimpse_boxes=spatial_transformer.boxes_from_where(z_where, cfg.image_shape[:2]))
         return outputs, last_used_id + num_objects
 
-    def inference_step(self, image, image_features, last_used_id, seed):
+    def inference_step(self, image, image_features, last_used_id, seed, count_penalty=None):
         """One frame: DISC, its priors, decode, the log weight. image [B, H, W, C] shared by its K particles;
-        image_features [BK, U]; last_used_id int32 [BK]. Returns (outputs with INFERENCE_OUTPUTS, last_used_id)."""
+        image_features [BK, U]; last_used_id int32 [BK]; count_penalty λ instead of the config's, if not None.
+        Returns (outputs with INFERENCE_OUTPUTS, last_used_id)."""
         cfg = self.config
+        count_penalty = cfg.count_penalty if count_penalty is None else count_penalty
         batch = image_features.shape[0] if image_features.shape[0] is not None else tf.shape(image_features)[0]
         summary, expected_count = self._nothing(batch)
         disc = self.discovery(image, image_features, summary, seed)
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t=0)  # Every frame is a first frame.
         log_p = priors_lib.discovery_prior_log_prob_parts(disc["z_what"], where_log_p, disc["z_pres"], count_logits,
-                                                          count_penalty=cfg.count_penalty)
+                                                          count_penalty=count_penalty)
         outputs, last_used_id = self._describe(disc["z_what"], disc["z_where"], disc["z_pres"],
                                                disc["presence_prob"], last_used_id)
         canvas = tf.reshape(outputs["canvas"], tf.concat([tf.shape(image)[:1], [-1], image.shape[1:]], 0))
@@ -124,14 +126,14 @@ class AIR(model_lib.GlimpseObjectModel):
         self.config = config
         self.cell = AIRCell(config, mean_image, name="air_cell")
 
-    def call(self, frames, seed, num_particles=1):
+    def call(self, frames, seed, num_particles=1, count_penalty=None):
         frames = self._check_frames(frames)
         frames_tm, features_tm, num_steps, batch = model_lib.time_major_inputs(self.cell.discovery, frames,
                                                                                num_particles)
 
         def step(t, last_used_id):
             seed_t = tf.random.experimental.stateless_fold_in(seed, t)
-            return self.cell.inference_step(frames_tm[t], features_tm[t], last_used_id, seed_t)
+            return self.cell.inference_step(frames_tm[t], features_tm[t], last_used_id, seed_t, count_penalty)
 
         outputs, _ = model_lib.unroll(step, tf.fill([batch], -1), num_steps, INFERENCE_OUTPUTS, self.unroll_time)
         outputs["boxes"] = self.drawn_boxes(outputs)

@@ -69,8 +69,12 @@ class SequenceModel(keras.Model):
                              f"got {frames.shape}")
         return frames
 
-    def call(self, frames, seed, num_particles=1):
-        """Inference with K particles; returns the time-major outputs of the module docstring."""
+    def call(self, frames, seed, num_particles=1, count_penalty=None):
+        """Inference with K particles; returns the time-major outputs of the module docstring.
+
+        `count_penalty` replaces the config's λ, the cost per discovered object in the log weight, for this call
+        (a Python float; None keeps the config's). The trainer passes 0 before `TrainConfig.count_penalty_start`.
+        Models without a count ignore it."""
         raise NotImplementedError
 
     def generate(self, frames, num_steps, seed):

@@ -135,12 +135,12 @@ class SQAIR(GlimpseObjectModel):
         self.config = config
         self.cell = timestep.SQAIRCell(config, mean_image, name="sqair_cell")
 
-    def call(self, frames, seed, num_particles=1):
+    def call(self, frames, seed, num_particles=1, count_penalty=None):
         frames = self._check_frames(frames)
-        outputs, _ = self._infer(frames, seed, num_particles)
+        outputs, _ = self._infer(frames, seed, num_particles, count_penalty=count_penalty)
         return outputs
 
-    def _infer(self, frames, seed, num_particles, state=None, first_step=0):
+    def _infer(self, frames, seed, num_particles, state=None, first_step=0, count_penalty=None):
         frames_tm, features_tm, num_steps, batch = time_major_inputs(self.cell.discovery, frames, num_particles)
         if state is None:
             state = self.cell.initial_state(batch)
@@ -148,7 +148,7 @@ class SQAIR(GlimpseObjectModel):
         def step(t, state):
             seed_t = tf.random.experimental.stateless_fold_in(seed, first_step + t)
             return self.cell.inference_step(frames_tm[t], state, first_step + t, seed_t,
-                                            image_features=features_tm[t])
+                                            image_features=features_tm[t], count_penalty=count_penalty)
 
         outputs, state = unroll(step, state, num_steps, timestep.STEP_INFERENCE_OUTPUTS, self.unroll_time)
         outputs = self.cell.weigh(self.cell.render(outputs), frames_tm)  # All T·BK rows at once, after the loop.

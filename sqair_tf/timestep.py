@@ -174,7 +174,7 @@ class SQAIRCell(keras.layers.Layer):
         return new_state, described
 
     # ----------------------------------------------------------------------------------------------------------
-    def inference_step(self, image, state: ObjectState, t, seed, image_features=None):
+    def inference_step(self, image, state: ObjectState, t, seed, image_features=None, count_penalty=None):
         """One posterior step (BUILD.md O2.11).
 
         Args:
@@ -185,6 +185,7 @@ class SQAIRCell(keras.layers.Layer):
           state: the `ObjectState` at t−1.
           t: scalar int32 time index (the count prior's t > 0 bias, BUILD.md O2.7).
           seed: int32 [2].
+          count_penalty: λ instead of the config's (`interface.SequenceModel.call`); None keeps the config's.
 
         Returns:
           (outputs, new_state): outputs is a dict with the keys of `STEP_INFERENCE_OUTPUTS` (per-example terms
@@ -209,8 +210,9 @@ class SQAIRCell(keras.layers.Layer):
         disc = self.discovery(image, image_features, summary, seed_disc)
         where_log_p = self.discovery_where_prior.log_prob_of(disc["z_where"], summary, expected_count)  # [BK, N]
         count_logits = self.count_prior(expected_count, t > 0)  # [BK, N + 1]
+        count_penalty = self.config.count_penalty if count_penalty is None else count_penalty
         disc_log_p = priors_lib.discovery_prior_log_prob_parts(
-            disc["z_what"], where_log_p, disc["z_pres"], count_logits, count_penalty=self.config.count_penalty)
+            disc["z_what"], where_log_p, disc["z_pres"], count_logits, count_penalty=count_penalty)
 
         # 5. Merge, truncate, ids.
         keys = ("z_what", "z_where", "z_pres", "presence_prob")

@@ -94,7 +94,8 @@ class VRNN(interface.SequenceModel):
         shape = tf.shape(frames)
         return self.frame_features(tf.reshape(frames, tf.concat([shape[:-3], [self.config.num_pixels]], 0)))
 
-    def call(self, frames, seed, num_particles=1):
+    def call(self, frames, seed, num_particles=1, count_penalty=None):
+        del count_penalty  # No objects, no count.
         frames = self._check_frames(frames)
         outputs, _ = self._infer(frames, seed, num_particles)
         return outputs

@@ -203,3 +203,9 @@ def test_count_penalty_is_in_the_log_weight_and_not_in_the_prior(debug_model):
     assert drop.min() > -1e-3 and drop[0].sum() > 0
     np.testing.assert_array_equal(penalised.sample(5, 4, seed=SEED)["canvas"],
                                   debug_model.sample(5, 4, seed=SEED)["canvas"])
+    # A call's own λ replaces the config's (the trainer's count_penalty_start): λ = 0 is the plain model, and
+    # λ = 10 drops twice as far as the config's 5.
+    unpenalised = penalised(frames, seed=SEED, num_particles=2, count_penalty=0.0)
+    np.testing.assert_array_equal(unpenalised["log_weight"], plain_out["log_weight"])
+    doubled = penalised(frames, seed=SEED, num_particles=2, count_penalty=10.0)
+    np.testing.assert_allclose((plain_out["log_weight"] - doubled["log_weight"]).numpy() / 10.0, drop, atol=1e-3)

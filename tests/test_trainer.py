@@ -67,6 +67,25 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp
 
 
 @pytest.mark.slow
+def test_count_penalty_enters_the_loss_at_count_penalty_start(debug_data, tmp_path):
+    # λ = 50 from step 3 (inside a 2-step loop, so the trainer must end a loop there): the first 3 steps are those of
+    # the run without λ, the 4th is not.
+    quiet = dict(progress=False, log=lambda *a: None)
+    plain = trainer_lib.Trainer(_config(debug_data), str(tmp_path / "plain"), **quiet)
+    late = trainer_lib.Trainer(_config(debug_data, "model.count_penalty=50", "count_penalty_start=3"),
+                               str(tmp_path / "late"), **quiet)
+    for trainer in (plain, late):
+        trainer.train(total_steps=3, finalize=False)
+    for x, y in zip(_state(plain), _state(late)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    for trainer in (plain, late):
+        trainer.train(total_steps=4, finalize=False)
+    moved = [np.abs(x - y).max() for x, y in zip(plain.model.get_weights(), late.model.get_weights())]
+    assert max(moved) > 1e-4, moved
+    assert set(late._loops) == {(2, 0.0), (2, None)}  # Steps 0–1 and 2 without λ, step 3 with it.
+
+
+@pytest.mark.slow
 def test_wall_clock_budget_stops_after_the_loop_that_ends_past_it_and_finalizes(debug_data, tmp_path):
     lines = []
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=1000"), str(tmp_path), progress=False,
@@ -261,6 +280,10 @@ def test_config_round_trips_and_overrides_are_typed():
         config.with_overrides(["batch_size=abc"])
     with pytest.raises(ValueError, match="num_particles must be ≥ 2"):
         config.with_overrides(["num_particles=1"])
+    with pytest.raises(ValueError, match=r"count_penalty_start=100 needs .* model.count_penalty > 0"):
+        config.with_overrides(["count_penalty_start=100"])
+    with pytest.raises(ValueError, match="count_penalty_start must be a step >= 0"):
+        config.with_overrides(["model.count_penalty=3", "count_penalty_start=-1"])
 
 
 def test_paper_preset_is_the_spec_recipe():

@@ -45,6 +45,9 @@ class TrainConfig:
       lr_decay: factor applied at each boundary (1/3: BUILD.md O5 `--schedule 4,6,10`).
       clip_norm: if > 0, the step's gradient (summed over replicas) is scaled down to this global norm when it is
         longer (`trainer.clip_by_global_norm`); 0, the paper's choice, never clips.
+      count_penalty_start: the step from which the model's count penalty λ (`model.count_penalty`) enters the
+        training loss; before it the loss uses λ = 0. A fresh model has not yet learnt to explain a digit with one
+        object, and λ from step 0 can drive it to no objects at all; 0 applies λ from the first step.
       momentum: RMSProp momentum (0.9).
       rms_decay: RMSProp decay ρ (0.9).
       curriculum_start: training sequence length L at step 0 (BUILD.md O5: 3).
@@ -76,6 +79,7 @@ class TrainConfig:
     lr_boundaries: Tuple[int, ...] = (400_000, 1_000_000)
     lr_decay: float = 1.0 / 3.0
     clip_norm: float = 0.0
+    count_penalty_start: int = 0
     momentum: float = 0.9
     rms_decay: float = 0.9
     curriculum_start: int = 3
@@ -112,6 +116,12 @@ class TrainConfig:
             raise ValueError(f"learning_rate and lr_decay must be > 0, got {self.learning_rate}, {self.lr_decay}")
         if not self.clip_norm >= 0:
             raise ValueError(f"clip_norm must be >= 0 (0 = no clipping), got {self.clip_norm!r}")
+        if not isinstance(self.count_penalty_start, int) or self.count_penalty_start < 0:
+            raise ValueError(f"count_penalty_start must be a step >= 0, got {self.count_penalty_start!r}")
+        if self.count_penalty_start and not getattr(self.model, "count_penalty", 0.0) > 0:
+            raise ValueError(f"count_penalty_start={self.count_penalty_start} needs a count penalty to start: set "
+                             f"model.count_penalty > 0 (model {self.model_name!r} has "
+                             f"{getattr(self.model, 'count_penalty', 'none')})")
         if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)) or any(b < 1 for b in self.lr_boundaries):
             raise ValueError(f"lr_boundaries must be increasing positive steps, got {self.lr_boundaries}")
         if self.curriculum_start > self.max_seq_len:

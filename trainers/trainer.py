@@ -142,7 +142,7 @@ def training_step_seed(seed, step):
     return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0x5EED], tf.int32), tf.cast(step, tf.int32))
 
 
-def loss_and_grads(model, config, frames, count, seed):
+def loss_and_grads(model, config, frames, count, seed, count_penalty=None):
     """One replica's training loss, gradients and summed metrics (the body `jit_compile` applies to).
 
     Args:
@@ -150,6 +150,7 @@ def loss_and_grads(model, config, frames, count, seed):
       frames: [B, L, H, W, 1] this replica's sequences, already cut to the curriculum length L.
       count: int [B] digit count of each sequence (for the logged counting accuracy).
       seed: int32 [2] this replica's sampling seed.
+      count_penalty: λ for this step instead of the model config's (`Trainer.count_penalty_at`); None keeps it.
 
     Returns:
       (loss, grads, sums): the replica's share of the global-batch mean surrogate loss (÷ L, BUILD.md O5), its
@@ -158,7 +159,8 @@ def loss_and_grads(model, config, frames, count, seed):
     k = config.num_particles
     seq_len = frames.shape[1]
     with tf.GradientTape() as tape:
-        outputs = model(frames, seed=seed, num_particles=k)
+        penalty = {} if count_penalty is None else {"count_penalty": count_penalty}
+        outputs = model(frames, seed=seed, num_particles=k, **penalty)
         log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
         discrete = interface.discrete_log_prob(outputs, k)  # [B, K], None without discrete latents
         if discrete is None:  # Every latent is reparameterised: the plain IWAE bound (paper §3).
@@ -446,8 +448,13 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # The compiled step.
 
-    def _loss_and_grads(self, frames, count, seed):
-        return loss_and_grads(self.model, self.config, frames, count, seed)
+    def _loss_and_grads(self, frames, count, seed, count_penalty=None):
+        return loss_and_grads(self.model, self.config, frames, count, seed, count_penalty)
+
+    def count_penalty_at(self, step):
+        """The λ the loss of `step` uses instead of the model config's: 0 before `count_penalty_start`, else None
+        (the config's). A Python value, so the compiled loop of each phase is traced with its own constant."""
+        return 0.0 if step < self.config.count_penalty_start else None
 
     def gradient_metrics(self):
         """The keys of GRADIENT_METRICS this trainer logs (see there for when)."""
@@ -464,9 +471,9 @@ class Trainer:
             sums["clipped_fraction"] = tf.cast(norm > self.config.clip_norm, tf.float32) * share
         return sums
 
-    def _fused_step(self, frames, count, seed):
+    def _fused_step(self, frames, count, seed, count_penalty=None):
         """Forward, backward, non-finite check and the (skipped when non-finite) update of a single replica."""
-        loss, grads, sums = loss_and_grads(self.model, self.config, frames, count, seed)
+        loss, grads, sums = loss_and_grads(self.model, self.config, frames, count, seed, count_penalty)
         finite = _all_finite(loss, grads)
         norm = gradient_norm(grads)
         grads = clip_by_global_norm(grads, self.config.clip_norm, norm=norm)
@@ -480,13 +487,13 @@ class Trainer:
         sums = {key: tf.where(finite, value, 0.0) for key, value in sums.items()}
         return sums, tf.cast(finite, tf.float32)
 
-    def _replica_step(self, batch, step_seed, seq_len):
+    def _replica_step(self, batch, step_seed, seq_len, count_penalty):
         ctx = tf.distribute.get_replica_context()
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
         frames = batch["frames"][:, :seq_len]  # [B, L, H, W, 1] — the curriculum (BUILD.md O5)
         if self._fused:
-            return self._fused_fn(frames, batch["count"], seed)
-        loss, grads, sums = self._grad_fn(frames, batch["count"], seed)
+            return self._fused_fn(frames, batch["count"], seed, count_penalty)
+        loss, grads, sums = self._grad_fn(frames, batch["count"], seed, count_penalty)
         finite = _all_finite(loss, grads)
         # Every replica must take the same decision: any non-finite replica skips the update everywhere.
         num_bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
@@ -523,14 +530,15 @@ class Trainer:
 
         tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))
 
-    def _train_loop(self, iterator, num_steps, seq_len):
+    def _train_loop(self, iterator, num_steps, seq_len, count_penalty):
         """Runs `num_steps` steps; returns metric sums over the loop's applied steps and the count of skips."""
         keys = step_metrics(self.model) + self.gradient_metrics()
         totals = {key: tf.constant(0.0) for key in keys}
         applied = tf.constant(0.0)
         for _ in tf.range(num_steps):
             step_seed = training_step_seed(self.config.seed, self.step)
-            sums, finite = self.strategy.run(self._replica_step, args=(next(iterator), step_seed, seq_len))
+            sums, finite = self.strategy.run(self._replica_step,
+                                             args=(next(iterator), step_seed, seq_len, count_penalty))
             sums = {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                     for key, value in sums.items()}
             finite = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, finite, axis=None)  # Equal on replicas.
@@ -541,10 +549,12 @@ class Trainer:
             self.nonfinite_total.assign_add(tf.cast(finite < 0.5, tf.int64))
         return totals, applied
 
-    def _loop_fn(self, seq_len):
-        if seq_len not in self._loops:
-            self._loops[seq_len] = tf.function(lambda it, n: self._train_loop(it, n, seq_len))
-        return self._loops[seq_len]
+    def _loop_fn(self, seq_len, count_penalty=None):
+        """The compiled loop of one curriculum length and one count penalty (`count_penalty_at`)."""
+        key = (seq_len, count_penalty)
+        if key not in self._loops:
+            self._loops[key] = tf.function(lambda it, n: self._train_loop(it, n, seq_len, count_penalty))
+        return self._loops[key]
 
     # ----------------------------------------------------------------------------------------------------------
     # Held-out evaluation.
@@ -680,10 +690,12 @@ class Trainer:
             seq_len = cfg.seq_len(step, self.data_len)
             boundaries = [total, cfg.next_stage_step(step), _next_multiple(step, cfg.checkpoint_every),
                           _next_multiple(step, cfg.eval_every), step + cfg.steps_per_loop]
+            if step < cfg.count_penalty_start:
+                boundaries.append(cfg.count_penalty_start)
             num = min(boundaries) - step
             start = time.perf_counter()
             try:
-                totals, applied = self._loop_fn(seq_len)(iterator, tf.constant(num))
+                totals, applied = self._loop_fn(seq_len, self.count_penalty_at(step))(iterator, tf.constant(num))
             except tf.errors.DataLossError as e:  # A record that went bad after the start: say which shard.
                 raise records.data_loss_error(self.train_manifest, e) from None
             elapsed = time.perf_counter() - start

@@ -207,6 +207,11 @@ def test_registry_and_config_choose_models_by_name():
     vrnn = config_lib.preset("debug", model="mlp-vrnn")
     assert vrnn.model_name == "mlp-vrnn" and vrnn.model == models.preset("mlp-vrnn", "debug")
     assert config_lib.preset("fast", model="mlp-vrnn").model == models.preset("mlp-vrnn", "paper")
+    # A recipe's count penalty carries over to a model with a count (AIR) and is dropped, with its start, for one
+    # without (VRNN).
+    air, vrnn_penalised = (config_lib.preset("tracking_penalised", model=m) for m in ("mlp-air", "mlp-vrnn"))
+    assert (air.model.count_penalty, air.count_penalty_start) == (30.0, 2000)
+    assert vrnn_penalised.count_penalty_start == 0 and not hasattr(vrnn_penalised.model, "count_penalty")
     # config.json round trip keeps the model; a config without model_name (older runs) is MLP-SQAIR.
     assert config_lib.TrainConfig.from_json(vrnn.to_json()) == vrnn
     old = config_lib.preset("debug").to_dict()
@@ -224,6 +229,8 @@ def test_registry_and_config_choose_models_by_name():
 
 @pytest.mark.parametrize("name, overrides, model", [
     ("tracking_clipped", ["seed=2"], "mlp-sqair"),
+    ("tracking_penalised", ["seed=1"], "mlp-sqair"),
+    ("tracking_penalised", ["seed=3"], "mlp-air"),
     ("tracking", ["clip_norm=1000", "lr_boundaries=8000,16000", "model.count_penalty=30", "seed=1"], "mlp-sqair"),
     ("paper", ["jit_compile=true", "lr_boundaries="], "mlp-sqair"),
     ("fast", ["data_dir=/data/mm", "model.z_dim=3"], "mlp-vrnn"),
@@ -235,7 +242,7 @@ def test_a_config_is_written_back_as_the_shortest_preset_command(name, overrides
     assert config_lib.preset(found, found_overrides, model=model) == dataclasses.replace(
         config, data_dir=config_lib.preset(found, model=model).data_dir)
     assert len(found_overrides) <= len([o for o in overrides if not o.startswith("data_dir")])
-    if name == "tracking_clipped":
+    if name.startswith("tracking_"):
         assert (found, found_overrides) == (name, overrides)
     if name == "tracking":  # the clipped recipe plus λ is `tracking_clipped` plus λ, not `tracking` plus three
         assert (found, found_overrides) == ("tracking_clipped", ["model.count_penalty=30.0", "seed=1"])

@@ -86,7 +86,8 @@ def main(argv=None):
         preview = _data(args, data_dir)
         shipped_dir, shipped_weights = pretrained.locate(args.pretrained)
         print(f"\n[2/4] the pretrained model `{args.pretrained}` shipped with the package "
-              f"({_trained_for(pretrained.provenance(args.pretrained))})", flush=True)
+              f"({_trained_for(pretrained.provenance(args.pretrained), checkpoints.load_config(shipped_dir))})",
+              flush=True)
         shipped, _ = _evaluate(args, shipped_dir, shipped_weights, data_dir, shown_dir, figures=True)
         print(f"held-out counting accuracy {shipped['counting_accuracy']:.3f}, MOTA {shipped['tracking']['MOTA']:.3f}"
               f" ({shipped['seconds']:.0f} s with figures); exporting it as a SavedModel", flush=True)
@@ -169,10 +170,14 @@ def _data(args, data_dir):
     return preview
 
 
-def _trained_for(record):
+def _trained_for(record, config):
+    """What trained a shipped model, in a line: its steps, its preset (the one its config is closest to) and seed."""
+    from trainers import config as config_lib
+
     training = record.get("training", {})
     minutes = training.get("wall_clock_minutes")
-    return (f"{record['step']:,} steps of the `tracking` preset, seed {record['seed']}"
+    preset, _ = config_lib.as_preset_and_overrides(config)
+    return (f"{record['step']:,} steps of the `{preset}` preset, seed {record['seed']}"
             + (f", about {minutes:.0f} minutes of training on 2 CPU cores" if minutes else ""))
 
 

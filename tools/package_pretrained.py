@@ -20,8 +20,9 @@ import time
 
 from trainers.pretrained import ROOT, WEIGHTS
 
-# The recipe the Makefile's `pretrained` target trains; a run of it is reproduced by `make pretrained SEED=S`.
-MAKE_PRESET = "tracking_clipped"
+# The recipe the Makefile's `pretrained` target trains; a run of it is reproduced by `make pretrained SEED=S
+# MNIST_STEPS=N`.
+MAKE_PRESET = "tracking_penalised"
 
 
 def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, out_root=ROOT):
@@ -156,15 +157,17 @@ def main(argv=None):
     from trainers import config as config_lib
 
     config = checkpoints.load_config(args.workdir)
+    step = int(args.checkpoint.rsplit("-", 1)[-1]) if args.checkpoint.rsplit("-", 1)[-1].isdigit() else None
     if args.name == "mnist":
         name, overrides = config_lib.as_preset_and_overrides(config)
-        command = f"sqair-train --workdir runs/track_s{config.seed} --preset {name} --data DATA" + "".join(
+        # A checkpoint before the run's end ships what `--steps` stops at: the schedule does not depend on it.
+        steps = f" --steps {step}" if step is not None and step != config.total_steps else ""
+        command = f"sqair-train --workdir runs/track_s{config.seed} --preset {name} --data DATA{steps}" + "".join(
             f" --set {o}" for o in overrides)
-        if name == MAKE_PRESET and set(overrides) <= {f"seed={config.seed}"}:
-            command += f"  (or: make pretrained SEED={config.seed})"
+        if name == MAKE_PRESET and set(overrides) <= {f"seed={config.seed}"} and step is not None:
+            command += f"  (or: make pretrained SEED={config.seed} MNIST_STEPS={step})"
         training.setdefault("command", command)
     elif args.name == "pedestrians":
-        step = int(args.checkpoint.rsplit("-", 1)[-1]) if args.checkpoint.rsplit("-", 1)[-1].isdigit() else None
         training.setdefault("command", "sqair-data from-video vtest.avi --out DATA --crop-stride 16 && sqair-train "
                                        f"--workdir runs/pedestrians --preset pedestrians --data DATA --steps {step}  "
                                        f"(or: make pretrained-pedestrians STEPS={step})")

@@ -246,3 +246,18 @@ def test_a_config_is_written_back_as_the_shortest_preset_command(name, overrides
         assert (found, found_overrides) == (name, overrides)
     if name == "tracking":  # the clipped recipe plus λ is `tracking_clipped` plus λ, not `tracking` plus three
         assert (found, found_overrides) == ("tracking_clipped", ["model.count_penalty=30.0", "seed=1"])
+
+
+def test_the_shipped_models_command_gives_the_run_length_as_steps():
+    from tools import package_pretrained
+
+    # What `make pretrained` trains (--steps stores total_steps) and a longer run's earlier checkpoint: one command.
+    made = config_lib.preset("tracking_penalised", ["total_steps=10000"])
+    longer = config_lib.preset("tracking_penalised")
+    for config in (made, longer):
+        assert package_pretrained.training_command(config, 10000) == (
+            "sqair-train --workdir runs/track_s0 --preset tracking_penalised --data DATA --steps 10000"
+            "  (or: make pretrained SEED=0 MNIST_STEPS=10000)")
+    # The preset's whole run needs no --steps; another preset gets no `make` hint.
+    assert package_pretrained.training_command(config_lib.preset("tracking_clipped", ["seed=2"]), 25000) == (
+        "sqair-train --workdir runs/track_s2 --preset tracking_clipped --data DATA --set seed=2")

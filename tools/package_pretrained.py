@@ -25,6 +25,25 @@ from trainers.pretrained import ROOT, WEIGHTS
 MAKE_PRESET = "tracking_penalised"
 
 
+def training_command(config, step):
+    """The one command that trains an MNIST run's `config` to `step` (the provenance's `command`).
+
+    The preset is the one the config needs the fewest `--set`s from (`config.as_preset_and_overrides`). The run's
+    length is given as `--steps` (what `make pretrained` passes) rather than as a `--set total_steps`: a checkpoint
+    before a run's end is what `--steps` stops at, since the schedule does not depend on the run's length.
+    """
+    from trainers import config as config_lib
+
+    name, overrides = config_lib.as_preset_and_overrides(config)
+    overrides = [o for o in overrides if not o.startswith("total_steps=")]
+    steps = f" --steps {step}" if step is not None and step != config_lib.preset(name).total_steps else ""
+    command = f"sqair-train --workdir runs/track_s{config.seed} --preset {name} --data DATA{steps}" + "".join(
+        f" --set {o}" for o in overrides)
+    if name == MAKE_PRESET and set(overrides) <= {f"seed={config.seed}"} and step is not None:
+        command += f"  (or: make pretrained SEED={config.seed} MNIST_STEPS={step})"
+    return command
+
+
 def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, out_root=ROOT):
     """Writes OUT_ROOT/NAME from a run's checkpoint: weights only, config and provenance with held-out figures.
 
@@ -154,19 +173,11 @@ def main(argv=None):
             training = json.load(f)
     training.setdefault("packaging_commit", _git_commit(os.path.dirname(os.path.abspath(__file__))))
     from trainers import checkpoints
-    from trainers import config as config_lib
 
     config = checkpoints.load_config(args.workdir)
     step = int(args.checkpoint.rsplit("-", 1)[-1]) if args.checkpoint.rsplit("-", 1)[-1].isdigit() else None
     if args.name == "mnist":
-        name, overrides = config_lib.as_preset_and_overrides(config)
-        # A checkpoint before the run's end ships what `--steps` stops at: the schedule does not depend on it.
-        steps = f" --steps {step}" if step is not None and step != config.total_steps else ""
-        command = f"sqair-train --workdir runs/track_s{config.seed} --preset {name} --data DATA{steps}" + "".join(
-            f" --set {o}" for o in overrides)
-        if name == MAKE_PRESET and set(overrides) <= {f"seed={config.seed}"} and step is not None:
-            command += f"  (or: make pretrained SEED={config.seed} MNIST_STEPS={step})"
-        training.setdefault("command", command)
+        training.setdefault("command", training_command(config, step))
     elif args.name == "pedestrians":
         training.setdefault("command", "sqair-data from-video vtest.avi --out DATA --crop-stride 16 && sqair-train "
                                        f"--workdir runs/pedestrians --preset pedestrians --data DATA --steps {step}  "

@@ -307,7 +307,7 @@ PRESETS = {
     # decomposition failure behind many of the identity switches. From step 0 it drove one seed of three to no
     # objects within 350 steps, before the decoder could draw a digit worth more than 30 nats; from 2,000 on
     # (the first curriculum step) it did not on any of three seeds, and at step 10,000 they counted 0.983–0.986
-    # (`tracking_clipped`: 0.952–0.978; benchmarks/RESULTS.md, issue 10). It trained the shipped model.
+    # (`tracking_clipped`: 0.936–0.978; benchmarks/RESULTS.md, issue 10). It trained the shipped model.
     "tracking_penalised": dataclasses.replace(
         _TRACKING_CLIPPED, model=dataclasses.replace(_TRACKING_CLIPPED.model, count_penalty=30.0),
         count_penalty_start=2000),

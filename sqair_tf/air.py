@@ -41,17 +41,12 @@ class AIRCell(keras.layers.Layer):
     def __init__(self, config, mean_image=None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        h, d, g, c = config.hidden_size, config.z_what_dim, config.glimpse_size, config.image_shape[2]
-        conv = config.architecture == "conv"  # CONV-SQAIR's encoders and decoder (BUILD.md "Models").
-        self.glimpse_encoder = glimpse_lib.GlimpseEncoder(g, c, d, (h, h), config.min_std, conv,
-                                                           name="glimpse_encoder")
+        # Assigned in MLP-SQAIR's order (`timestep.SQAIRCell`), the order of the variable lists.
+        encoder, decoder = glimpse_lib.glimpse_networks(config)
+        self.glimpse_encoder = encoder
         self.discovery = discovery_lib.DiscoveryCore(config, self.glimpse_encoder, name="discovery")
-        self.discovery_where_prior = priors_lib.DiscoveryWherePrior(
-            num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
-            min_std=config.min_std, name="discovery_where_prior")
-        self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
-                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
-        self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
+        self.discovery_where_prior, self.count_prior = priors_lib.discovery_priors(config)
+        self.decoder = decoder
         self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
 
     def _nothing(self, batch):

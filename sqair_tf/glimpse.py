@@ -189,6 +189,16 @@ class GlimpseDecoder(keras.layers.Layer):
         return tf.reshape(flat, tf.concat([leading, [g, g, c]], axis=0))  # [..., G, G, C]
 
 
+def glimpse_networks(config) -> Tuple[GlimpseEncoder, GlimpseDecoder]:
+    """The glimpse encoder and decoder as a `ModelConfig` sizes them (two hidden layers of `hidden_size`; CONV-SQAIR's
+    when `architecture` is "conv", BUILD.md "Models"): the same two layers in MLP-SQAIR and in MLP-AIR."""
+    h, g, c = config.hidden_size, config.glimpse_size, config.image_shape[2]
+    conv = config.architecture == "conv"
+    encoder = GlimpseEncoder(g, c, config.z_what_dim, (h, h), config.min_std, conv, name="glimpse_encoder")
+    decoder = GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
+    return encoder, decoder
+
+
 def compose(
     glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, mean_image: tf.Tensor
 ) -> Tuple[tf.Tensor, tf.Tensor]:

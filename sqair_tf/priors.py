@@ -344,6 +344,17 @@ class CountPrior(keras.layers.Layer):
         return tf.nn.elu(bias + self.mlp(c_hat))  # [BK, N+1]
 
 
+def discovery_priors(config) -> Tuple[DiscoveryWherePrior, CountPrior]:
+    """DISC's where prior and count prior (BUILD.md O2.7) as a `ModelConfig` sizes them: the same two layers in
+    MLP-SQAIR and in MLP-AIR, which sees every frame as SQAIR sees its first."""
+    where_prior = DiscoveryWherePrior(num_steps=config.num_slots, hidden_size=config.prior_hidden_size,
+                                      scale_prior=config.scale_prior, min_std=config.min_std,
+                                      name="discovery_where_prior")
+    count_prior = CountPrior(num_slots=config.num_slots, hidden_size=config.count_prior_hidden_size,
+                             name="count_prior")
+    return where_prior, count_prior
+
+
 class LatentSummary(keras.layers.Layer):
     """c_t = Σ_i z_pres_i · MLP_{D+4→U(ELU)→U(ELU)}(concat[z_what_i, z_where_i]) (BUILD.md O2.9).
 

@@ -88,27 +88,22 @@ class SQAIRCell(keras.layers.Layer):
     def __init__(self, config, mean_image=None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        h, d, g, c = config.hidden_size, config.z_what_dim, config.glimpse_size, config.image_shape[2]
-        conv = config.architecture == "conv"  # CONV-SQAIR's encoders and decoder (BUILD.md "Models").
-        # Shared by DISC and PROP (BUILD.md O7.12).
-        self.glimpse_encoder = glimpse_lib.GlimpseEncoder(g, c, d, (h, h), config.min_std, conv,
-                                                           name="glimpse_encoder")
-        self.glimpse_mask = glimpse_lib.GlimpseMask(g, (config.small_hidden_size,), config.mask_bias_init,
-                                                    name="glimpse_mask")
+        h, d = config.hidden_size, config.z_what_dim
+        # The attributes' order is the order of the variable lists (and of the optimizer's slots in checkpoints).
+        encoder, decoder = glimpse_lib.glimpse_networks(config)
+        self.glimpse_encoder = encoder  # Shared by DISC and PROP (BUILD.md O7.12).
+        self.glimpse_mask = glimpse_lib.GlimpseMask(config.glimpse_size, (config.small_hidden_size,),
+                                                    config.mask_bias_init, name="glimpse_mask")
         self.discovery = discovery_lib.DiscoveryCore(config, self.glimpse_encoder, name="discovery")
         self.propagation = propagation_lib.PropagationCore(config, self.glimpse_encoder, self.glimpse_mask,
                                                            name="propagation")
         self.propagation_prior = priors_lib.PropagationPrior(
             z_what_dim=d, hidden_size=h, presence_logit_bias=config.prop_prior_presence_bias,
             min_std=config.min_std, name="propagation_prior")
-        self.discovery_where_prior = priors_lib.DiscoveryWherePrior(
-            num_steps=config.num_slots, hidden_size=config.prior_hidden_size, scale_prior=config.scale_prior,
-            min_std=config.min_std, name="discovery_where_prior")
-        self.count_prior = priors_lib.CountPrior(num_slots=config.num_slots,
-                                                 hidden_size=config.count_prior_hidden_size, name="count_prior")
+        self.discovery_where_prior, self.count_prior = priors_lib.discovery_priors(config)
         self.latent_summary = priors_lib.LatentSummary(hidden_size=h, name="latent_summary")
         self.initial_temporal_state = networks.TrainableInitialState(h, name="initial_temporal_state")
-        self.decoder = glimpse_lib.GlimpseDecoder(g, c, (h, h), config.output_scale_init, conv, name="decoder")
+        self.decoder = decoder
         self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
 
     # ----------------------------------------------------------------------------------------------------------

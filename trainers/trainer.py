@@ -159,8 +159,7 @@ def loss_and_grads(model, config, frames, count, seed, count_penalty=None):
     k = config.num_particles
     seq_len = frames.shape[1]
     with tf.GradientTape() as tape:
-        penalty = {} if count_penalty is None else {"count_penalty": count_penalty}
-        outputs = model(frames, seed=seed, num_particles=k, **penalty)
+        outputs = model(frames, seed=seed, num_particles=k, count_penalty=count_penalty)
         log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
         discrete = interface.discrete_log_prob(outputs, k)  # [B, K], None without discrete latents
         if discrete is None:  # Every latent is reparameterised: the plain IWAE bound (paper §3).

@@ -8,7 +8,9 @@ method on IoU (any overlap) and sorts every ground-truth box into one of:
   * localisation: matched to an object, but at IoU < 0.5 (costs one FN and one FP);
   * unmatched: no object left for it (a count or overlap error, one FN);
 and every object without a digit into a pure FP. The localisation failures are then split by where the digit is:
-touching the canvas edge (partly outside) or not, and by the number of digits visible in the frame; and the IoU
+touching the canvas edge (partly outside) or not, and by the number of digits visible in the frame; every digit's
+localisation and no-object rates by where it is (inside, or at the edge while entering, leaving or moving along
+it, `place_kind`); and the IoU
 misses by their cause: box too large/small against the digit, or centre off by more than a quarter of its size;
 whether a miss lags (its box overlaps the digit's place at t − 1 more than its place at t); and the failure rates
 by frame, by the digit's speed and by the visible box's area (a digit leaving the canvas leaves a sliver); and the
@@ -34,6 +36,27 @@ def _iou(a, b):
     return h * w / union if union > 0 else 0.0
 
 
+def place_kind(boxes, present, t, j, size):
+    """Where digit j is at frame t: "inside" the canvas, or touching its edge at the first frame ("edge, t = 0"),
+    "entering" (its visible box grew since t − 1 and does not shrink at t + 1), "leaving" (it shrinks or vanishes at
+    t + 1) or "along" it (neither: sliding along the edge, or turning back)."""
+    def area(b):
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    g = boxes[t, j]
+    if not (g[0] <= 0 or g[1] <= 0 or g[2] >= size or g[3] >= size):
+        return "inside"
+    if t == 0:
+        return "edge, t = 0"
+    last = boxes.shape[0] - 1
+    before = area(boxes[t - 1, j]) if present[t - 1, j] else 0
+    after = area(boxes[t + 1, j]) if t < last and present[t + 1, j] else (area(g) if t == last else 0)
+    if after < area(g):
+        return "leaving"
+    return "entering" if before < area(g) else "along"
+
+
+PLACES = ("inside", "edge, t = 0", "entering", "leaving", "along")
 SPEED_BINS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0)  # Lower edges, pixels per frame, of the digit's centre displacement.
 AREA_BINS = (0, 20, 50, 100, 200)  # Lower edges, pixels, of a visible digit's box (slivers at the edge are small).
 
@@ -51,6 +74,7 @@ def classify(sequences, size):
     c["loc_by_speed"], c["gt_by_speed"] = [0] * len(SPEED_BINS), [0] * len(SPEED_BINS)
     for key in ("gt", "loc", "unmatched"):
         c[f"{key}_by_area"] = [0] * len(AREA_BINS)
+        c[f"{key}_by_place"] = dict.fromkeys(PLACES, 0)
     for s in sequences:
         for t in range(frames):
             ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
@@ -66,11 +90,15 @@ def classify(sequences, size):
             pair_of = dict(pairs)  # ground-truth row → its object
             for r, g in enumerate(gt):
                 area_bin = int(np.searchsorted(AREA_BINS, (g[2] - g[0]) * (g[3] - g[1]), side="right")) - 1
+                place = place_kind(s["gt_boxes"], s["gt_present"], t, ids[r], size)
                 c["gt_by_area"][area_bin] += 1
+                c["gt_by_place"][place] += 1
                 if r not in pair_of:
                     c["unmatched_by_area"][area_bin] += 1
+                    c["unmatched_by_place"][place] += 1
                 elif iou[r, pair_of[r]] < 0.5:
                     c["loc_by_area"][area_bin] += 1
+                    c["loc_by_place"][place] += 1
             c["pure_fp"] += len(pred) - len(pairs)
             for r, q in pairs:
                 g, p = gt[r], pred[q]
@@ -160,6 +188,11 @@ def main():
     print("| visible box area (px) | share of GT | localisation failure | no object |\n|---|---|---|---|")
     for lo, hi, g, n, u in zip(areas, areas[1:], c["gt_by_area"], c["loc_by_area"], c["unmatched_by_area"]):
         print(f"| [{lo:g}, {hi:g}) | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} |")
+    print("| where the digit is | share of GT | localisation failure | no object | MOTA lost |\n|---|---|---|---|---|")
+    for place in PLACES:
+        g, n, u = (c[f"{key}_by_place"][place] for key in ("gt", "loc", "unmatched"))
+        print(f"| {place} | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} | "
+              f"{(2 * n + u) / max(gt, 1):.3f} |")
     diffs = np.asarray(c["side_diffs"]).reshape(-1, 4)  # [pairs, 4]
     print("signed box error of matched pairs, pred − truth in px (y_min, x_min, y_max, x_max): mean "
           + ", ".join(f"{v:+.2f}" for v in diffs.mean(axis=0)) + "; median "

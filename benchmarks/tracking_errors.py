@@ -20,6 +20,7 @@ TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
     python benchmarks/tracking_errors.py RUN [--checkpoint PREFIX] [--num 1000] [--k 5] [--data DATA]
+        [--figure PNG [--figure-place along]]
 """
 
 import argparse
@@ -145,6 +146,11 @@ def main():
     parser.add_argument("--num", type=int, default=1000, help="held-out test sequences (default 1000)")
     parser.add_argument("--k", type=int, default=5, help="particles (default 5)")
     parser.add_argument("--data", help="data directory (default: the run's own)")
+    parser.add_argument("--figure", help="also write this PNG: inputs over reconstructions (boxes coloured by id) of "
+                                         "the first 6 sequences where a digit in --figure-place is missed or "
+                                         "mislocalised")
+    parser.add_argument("--figure-place", default="along", choices=PLACES,
+                        help="where the digits of --figure fail (default: along the edge)")
     args = parser.parse_args()
 
     import numpy as np
@@ -155,14 +161,31 @@ def main():
 
     model, config, step = checkpoints.load_model(args.run, args.checkpoint)
     sequences = []
+    size = config.model.image_shape[0]
+    shown = {"frames": [], "canvas": [], "boxes": [], "object_ids": [], "z_pres": []}  # per figure sequence
 
     def on_batch(batch, _, best):
-        sequences.extend(evaluator.tracking_sequences(batch, best))
+        batch_sequences = evaluator.tracking_sequences(batch, best)
+        sequences.extend(batch_sequences)
+        for b, sequence in enumerate(batch_sequences):
+            if args.figure and len(shown["frames"]) < 6:
+                c = classify([sequence], size)
+                if c["loc_by_place"][args.figure_place] + c["unmatched_by_place"][args.figure_place]:
+                    shown["frames"].append(batch["frames"][b].numpy())
+                    for key in ("canvas", "boxes", "object_ids", "z_pres"):
+                        shown[key].append(np.asarray(best[key][b]))
 
     evaluator.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
                         seed=0, jit_compile=True, on_batch=on_batch, progress=True)
     t = tracking_metrics.evaluate_tracking(sequences)
-    c = classify(sequences, config.model.image_shape[0])
+    c = classify(sequences, size)
+    if args.figure and shown["frames"]:
+        from evaluation import figures
+
+        stacked = {key: np.stack(value) for key, value in shown.items()}
+        figures.reconstruction_figure_of(stacked.pop("frames"), stacked, rows=6, scale=3).save(args.figure)
+        print(f"wrote {args.figure}: {len(shown['frames'])} sequences with a digit missed or mislocalised "
+              f"({args.figure_place})")
     gt = c["gt"]
     print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}")
     print(f"TrackEval: MOTA {t['MOTA']:.4f} = 1 − (FN {t['FN']} + FP {t['FP']} + IDSW {t['IDSW']}) / {gt}")

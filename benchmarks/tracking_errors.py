@@ -29,32 +29,37 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _area(b):
+    """Area of a (y_min, x_min, y_max, x_max) box."""
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
 def _iou(a, b):
     """IoU of two (y_min, x_min, y_max, x_max) boxes, max exclusive."""
     h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     w = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - h * w
+    union = _area(a) + _area(b) - h * w
     return h * w / union if union > 0 else 0.0
+
+
+def _at_edge(b, size):
+    """Whether a visible box touches the edge of the size×size canvas (its digit is partly outside)."""
+    return b[0] <= 0 or b[1] <= 0 or b[2] >= size or b[3] >= size
 
 
 def place_kind(boxes, present, t, j, size):
     """Where digit j is at frame t: "inside" the canvas, or touching its edge at the first frame ("edge, t = 0"),
     "entering" (its visible box grew since t − 1 and does not shrink at t + 1), "leaving" (it shrinks or vanishes at
-    t + 1) or "along" it (neither: sliding along the edge, or turning back)."""
-    def area(b):
-        return (b[2] - b[0]) * (b[3] - b[1])
-
+    t + 1; never at the last frame) or "along" it (neither: sliding along the edge, or turning back)."""
     g = boxes[t, j]
-    if not (g[0] <= 0 or g[1] <= 0 or g[2] >= size or g[3] >= size):
+    if not _at_edge(g, size):
         return "inside"
     if t == 0:
         return "edge, t = 0"
-    last = boxes.shape[0] - 1
-    before = area(boxes[t - 1, j]) if present[t - 1, j] else 0
-    after = area(boxes[t + 1, j]) if t < last and present[t + 1, j] else (area(g) if t == last else 0)
-    if after < area(g):
+    if t + 1 < boxes.shape[0] and (not present[t + 1, j] or _area(boxes[t + 1, j]) < _area(g)):
         return "leaving"
-    return "entering" if before < area(g) else "along"
+    before = _area(boxes[t - 1, j]) if present[t - 1, j] else 0
+    return "entering" if before < _area(g) else "along"
 
 
 PLACES = ("inside", "edge, t = 0", "entering", "leaving", "along")
@@ -90,7 +95,7 @@ def classify(sequences, size):
             c["unmatched"] += len(gt) - len(pairs)
             pair_of = dict(pairs)  # ground-truth row → its object
             for r, g in enumerate(gt):
-                area_bin = int(np.searchsorted(AREA_BINS, (g[2] - g[0]) * (g[3] - g[1]), side="right")) - 1
+                area_bin = int(np.searchsorted(AREA_BINS, _area(g), side="right")) - 1
                 place = place_kind(s["gt_boxes"], s["gt_present"], t, ids[r], size)
                 c["gt_by_area"][area_bin] += 1
                 c["gt_by_place"][place] += 1
@@ -112,7 +117,7 @@ def classify(sequences, size):
                 c["gt_by_frame"][t] += 1
                 if speed_bin is not None:
                     c["gt_by_speed"][speed_bin] += 1
-                edge = g[0] <= 0 or g[1] <= 0 or g[2] >= size or g[3] >= size
+                edge = _at_edge(g, size)
                 c["edge"] += edge
                 c["two"] += len(gt) == 2
                 if _iou(g, p) >= 0.5:
@@ -127,7 +132,7 @@ def classify(sequences, size):
                     c["loc_lagging"] += _iou(prev, p) > _iou(g, p)
                 c["loc_edge"] += edge
                 c["loc_two"] += len(gt) == 2
-                area_g, area_p = (g[2] - g[0]) * (g[3] - g[1]), (p[2] - p[0]) * (p[3] - p[1])
+                area_g, area_p = _area(g), _area(p)
                 off = max(abs((p[0] + p[2] - g[0] - g[2]) / 2) / max(g[2] - g[0], 1),
                           abs((p[1] + p[3] - g[1] - g[3]) / 2) / max(g[3] - g[1], 1))
                 if off > 0.25:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from trainers import train
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
 
@@ -20,7 +22,7 @@ def _train(*args, timeout=600):
 
 
 @pytest.mark.slow
-def test_cli_trains_resumes_and_refuses(debug_data, tmp_path):
+def test_cli_trains_resumes_and_refuses(debug_data, tmp_path, capsys):
     workdir = str(tmp_path / "run")
     done = _train("--workdir", workdir, "--preset", "debug", "--data", debug_data, "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -33,17 +35,19 @@ def test_cli_trains_resumes_and_refuses(debug_data, tmp_path):
     assert more.returncode == 0, more.stderr[-2000:]
     assert "resumed from" in more.stdout and "done at step 10" in more.stdout
 
-    refused = _train("--workdir", workdir, "--set", "batch_size=8", "--no-progress")
-    assert refused.returncode == 2
-    assert "refusing to resume" in refused.stderr and "batch_size: 4 in the run, 8 requested" in refused.stderr
+    # The refusals, through the same `main` in this process (a process start each would only add TensorFlow's
+    # import; `run` is `sys.exit(main())`).
+    def refused_with(*args):
+        assert train.main(list(args)) == 2
+        return capsys.readouterr().err
 
-    missing = _train("--workdir", str(tmp_path / "other"), "--preset", "debug", "--data", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "sqair-train: error:" in missing.stderr
-    assert "Traceback" not in missing.stderr
-
-    bad_key = _train("--workdir", str(tmp_path / "third"), "--preset", "debug", "--data", debug_data,
-                     "--set", "learning_rat=1")
-    assert bad_key.returncode == 2 and "unknown config key 'learning_rat'" in bad_key.stderr
+    err = refused_with("--workdir", workdir, "--set", "batch_size=8", "--no-progress")
+    assert "refusing to resume" in err and "batch_size: 4 in the run, 8 requested" in err
+    err = refused_with("--workdir", str(tmp_path / "other"), "--preset", "debug", "--data", str(tmp_path / "nope"))
+    assert err.startswith("sqair-train: error:") and len(err.strip().splitlines()) == 1
+    err = refused_with("--workdir", str(tmp_path / "third"), "--preset", "debug", "--data", debug_data,
+                       "--set", "learning_rat=1")
+    assert "unknown config key 'learning_rat'" in err
 
 
 @pytest.mark.slow
@@ -124,79 +128,82 @@ MIRRORED = textwrap.dedent("""
     from sqair_tf import model as model_lib
     from trainers import config as config_lib, trainer as trainer_lib
 
-    data, workdir = sys.argv[1:3]
-    cfg = config_lib.preset("debug", [f"data_dir={data}", "steps_per_loop=1"] + sys.argv[3:])
+    data, workdir, runs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    trainer = trainer_lib.Trainer(cfg, workdir, strategy=strategy, progress=False, log=lambda *a: None)
 
-    # A single-device copy with the same initial weights.
-    h, w, c = cfg.model.image_shape
-    ref = model_lib.SQAIR(cfg.model)
-    ref(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))
-    ref.set_weights(trainer.model.get_weights())
-    ref_opt = trainer_lib.make_optimizer(cfg)
 
-    first = next(iter(trainer._dataset(0)))  # The batch the trainer's first step sees, one part per replica.
-    shards = strategy.experimental_local_results(first)
-    metrics = trainer.train(total_steps=1, finalize=False)
+    def one_step(name, overrides):  # One mirrored training step with `overrides`, and one device's same step.
+        cfg = config_lib.preset("debug", [f"data_dir={data}", "steps_per_loop=1"] + overrides)
+        trainer = trainer_lib.Trainer(cfg, f"{workdir}/{name}", strategy=strategy, progress=False,
+                                      log=lambda *a: None)
 
-    seq_len = cfg.seq_len(0, trainer.data_len)
-    step_seed = tf.random.experimental.stateless_fold_in(tf.constant([cfg.seed, 0x5EED]), 0)
-    grads, loss_sum = None, 0.0
-    for r, shard in enumerate(shards):
-        seed = tf.random.experimental.stateless_fold_in(step_seed, r)
-        _, g, sums = trainer_lib.loss_and_grads(ref, cfg, shard["frames"][:, :seq_len], shard["count"], seed)
-        grads = g if grads is None else [a + b for a, b in zip(grads, g)]
-        loss_sum += float(sums["loss"])
-    norm = float(tf.linalg.global_norm(grads))
-    if cfg.clip_norm:
-        grads, _ = tf.clip_by_global_norm(grads, cfg.clip_norm)  # TF's own clipping of the summed gradient.
-    ref_opt.apply_gradients(zip(grads, ref.trainable_variables))
+        # A single-device copy with the same initial weights.
+        h, w, c = cfg.model.image_shape
+        ref = model_lib.SQAIR(cfg.model)
+        ref(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))
+        ref.set_weights(trainer.model.get_weights())
+        ref_opt = trainer_lib.make_optimizer(cfg)
 
-    replica_diff, ref_diff = 0.0, 0.0
-    for v, r in zip(trainer.model.trainable_variables, ref.trainable_variables):
-        values = [x.numpy() for x in v.value.values]
-        replica_diff = max(replica_diff, float(np.max(np.abs(values[0] - values[1]))))
-        ref_diff = max(ref_diff, float(np.max(np.abs(values[0] - r.numpy()))))
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shard_sizes": [int(s["frames"].shape[0]) for s in shards],
-                      "loss": metrics["loss"], "ref_loss": loss_sum / cfg.batch_size,
-                      "replica_diff": replica_diff, "ref_diff": ref_diff, "grad_norm": norm,
-                      "logged_grad_norm": metrics.get("grad_norm"),
-                      "clipped_fraction": metrics.get("clipped_fraction")}))
+        first = next(iter(trainer._dataset(0)))  # The batch the trainer's first step sees, one part per replica.
+        shards = strategy.experimental_local_results(first)
+        metrics = trainer.train(total_steps=1, finalize=False)
+
+        seq_len = cfg.seq_len(0, trainer.data_len)
+        step_seed = tf.random.experimental.stateless_fold_in(tf.constant([cfg.seed, 0x5EED]), 0)
+        grads, loss_sum = None, 0.0
+        for r, shard in enumerate(shards):
+            seed = tf.random.experimental.stateless_fold_in(step_seed, r)
+            _, g, sums = trainer_lib.loss_and_grads(ref, cfg, shard["frames"][:, :seq_len], shard["count"], seed)
+            grads = g if grads is None else [a + b for a, b in zip(grads, g)]
+            loss_sum += float(sums["loss"])
+        norm = float(tf.linalg.global_norm(grads))
+        if cfg.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, cfg.clip_norm)  # TF's own clipping of the summed gradient.
+        ref_opt.apply_gradients(zip(grads, ref.trainable_variables))
+
+        replica_diff, ref_diff = 0.0, 0.0
+        for v, r in zip(trainer.model.trainable_variables, ref.trainable_variables):
+            values = [x.numpy() for x in v.value.values]
+            replica_diff = max(replica_diff, float(np.max(np.abs(values[0] - values[1]))))
+            ref_diff = max(ref_diff, float(np.max(np.abs(values[0] - r.numpy()))))
+        return {"replicas": strategy.num_replicas_in_sync,
+                "shard_sizes": [int(s["frames"].shape[0]) for s in shards],
+                "loss": metrics["loss"], "ref_loss": loss_sum / cfg.batch_size,
+                "replica_diff": replica_diff, "ref_diff": ref_diff, "grad_norm": norm,
+                "logged_grad_norm": metrics.get("grad_norm"), "clipped_fraction": metrics.get("clipped_fraction")}
+
+
+    print(json.dumps({name: one_step(name, overrides) for name, overrides in runs.items()}))
 """)
 
 
-def _mirrored(debug_data, workdir, *overrides):
-    out = subprocess.run([sys.executable, "-c", MIRRORED, debug_data, str(workdir), *overrides], cwd=REPO, env=ENV,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2 and result["shard_sizes"] == [2, 2]
-    return result
-
-
 @pytest.mark.slow
-def test_mirrored_gradient_clipping_clips_the_summed_gradient(debug_data, tmp_path):
-    """`clip_norm` clips the gradient the two replicas apply together, as one device clipping their sum would.
+def test_mirrored_strategy_on_two_cpus_matches_one_device_with_and_without_clipping(debug_data, tmp_path):
+    """Two mirrored runs in one process (one TensorFlow start): the plain `debug` recipe, and one with `clip_norm`.
 
-    TF1 RMSProp (its mean square starts at 1) with a large rate makes the update proportional to the clipped
-    gradient, so clipping each replica's half instead (twice the norm) would miss the reference by ~lr·clip.
+    The second checks that `clip_norm` clips the gradient the two replicas apply together, as one device clipping
+    their sum would: TF1 RMSProp (its mean square starts at 1) with a large rate makes the update proportional to
+    the clipped gradient, so clipping each replica's half instead (twice the norm) would miss the reference by
+    ~lr·clip.
     """
-    result = _mirrored(debug_data, tmp_path / "run", "optimizer=rmsprop_tf1", "momentum=0", "learning_rate=1.0",
-                       "clip_norm=0.01")
-    assert result["grad_norm"] > 0.1  # The clipping is active: the summed gradient is ≥ 10x the limit.
-    assert result["replica_diff"] == 0.0
-    assert result["ref_diff"] < 1e-5  # Updates are ~1e-3 per entry here; clipping per replica would differ by that.
-    # The logged norm is the summed gradient's, before clipping (each replica's half would be about half of it).
-    assert result["logged_grad_norm"] == pytest.approx(result["grad_norm"], rel=1e-4)
-    assert result["clipped_fraction"] == 1.0
+    runs = {"plain": [], "clipped": ["optimizer=rmsprop_tf1", "momentum=0", "learning_rate=1.0", "clip_norm=0.01"]}
+    out = subprocess.run([sys.executable, "-c", MIRRORED, debug_data, str(tmp_path), json.dumps(runs)], cwd=REPO,
+                         env=ENV, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    for result in results.values():
+        assert result["replicas"] == 2 and result["shard_sizes"] == [2, 2]
+        assert result["replica_diff"] == 0.0  # Replicas stay identical.
 
-
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_cpus_matches_one_device(debug_data, tmp_path):
-    result = _mirrored(debug_data, tmp_path / "run")
+    plain = results["plain"]
     # Same loss as one device computing the same two half-batches with the same seeds, and the same update.
-    assert result["loss"] == pytest.approx(result["ref_loss"], rel=1e-5)
-    assert result["replica_diff"] == 0.0  # Replicas stay identical.
-    assert result["ref_diff"] < 1e-6
-    assert result["logged_grad_norm"] is None  # Without clipping, the summed gradient's norm is not computed.
+    assert plain["loss"] == pytest.approx(plain["ref_loss"], rel=1e-5)
+    assert plain["ref_diff"] < 1e-6
+    assert plain["logged_grad_norm"] is None  # Without clipping, the summed gradient's norm is not computed.
+
+    clipped = results["clipped"]
+    assert clipped["grad_norm"] > 0.1  # The clipping is active: the summed gradient is ≥ 10x the limit.
+    assert clipped["ref_diff"] < 1e-5  # Updates are ~1e-3 per entry here; clipping per replica would differ by that.
+    # The logged norm is the summed gradient's, before clipping (each replica's half would be about half of it).
+    assert clipped["logged_grad_norm"] == pytest.approx(clipped["grad_norm"], rel=1e-4)
+    assert clipped["clipped_fraction"] == 1.0

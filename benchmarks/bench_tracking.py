@@ -8,8 +8,8 @@ and step: the curriculum length L, the paper's counting accuracy, the per-frame 
 HOTA, the median IoU of matched pairs (drawn-pixel boxes) and the training-loop minutes to reach the step
 (`trainers/run_history.py`: compilation after each start included, periodic evaluations and checkpoints excluded;
 the machine's minutes, shared with whatever else ran), and, across runs, each run's figures at the last common step
-(the issue's multi-seed table). A checkpoint scored with another drawn-box
-threshold (`glimpse.DRAWN_THRESHOLD`) is scored again. Train the runs first, e.g. three seeds:
+(the issue's multi-seed table). A checkpoint scored under another box rule (another drawn-box threshold,
+`glimpse.DRAWN_THRESHOLD`, or before objects that draw nothing stopped counting as detections) is scored again. Train the runs first, e.g. three seeds:
 
     for s in 0 1 2; do sqair-train --workdir runs/track_s$s --preset tracking --data DATA --set seed=$s; done
 
@@ -49,7 +49,10 @@ def evaluate_run(workdir, num, k, data, every=1):
         with open(path) as f:
             for line in f:
                 point = json.loads(line)
-                if point.get("drawn_threshold", 0.1) == glimpse.DRAWN_THRESHOLD:
+                # Points scored under an earlier box rule (threshold 0.1; objects drawing nothing counted as
+                # detections) are scored again.
+                if (point.get("drawn_threshold", 0.1) == glimpse.DRAWN_THRESHOLD
+                        and point.get("empty_boxes_skipped", False)):
                     done[(point["step"], point["num"], point["k"])] = point
     with open(os.path.join(workdir, "config.json")) as f:
         config = config_lib.TrainConfig.from_json(f.read())
@@ -61,7 +64,7 @@ def evaluate_run(workdir, num, k, data, every=1):
         report, _ = eval_cli.run_evaluation(args)
         t = report["tracking"]
         point = {"step": step, "num": num, "k": k, "seq_len": config.seq_len(step),
-                 "drawn_threshold": glimpse.DRAWN_THRESHOLD,
+                 "drawn_threshold": glimpse.DRAWN_THRESHOLD, "empty_boxes_skipped": True,
                  "counting_accuracy": report["counting_accuracy"],
                  "visible_counting_accuracy": report["visible_counting_accuracy"],
                  "MOTA": t["MOTA"], "IDF1": t["IDF1"], "HOTA": t["HOTA"], "IDSW": t["IDSW"],

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from data_pipelines import dataset as dataset_lib
 from data_pipelines import records
+from sqair_tf import glimpse
 from sqair_tf import interface
 from sqair_tf import metrics as metrics_lib
 
@@ -199,11 +200,17 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
 
 def tracking_sequences(batch, best):
     """Per-sequence inputs of `tracking_metrics` (ground truth and the best particle's tracks) of one evaluated
-    batch: what `evaluate`'s `on_batch` callback receives."""
+    batch: what `evaluate`'s `on_batch` callback receives.
+
+    Both sides hold what is visible: the ground truth its visible digits, the predictions the present objects that
+    draw something (`glimpse.shows_something`); an object kept while its digit is out of view is not a detection.
+    """
+    boxes = np.asarray(best["boxes"])  # [B, T, N, 4]
+    detected = (np.asarray(best["z_pres"]) > 0.5) & glimpse.shows_something(boxes)  # [B, T, N]
     return [{"gt_boxes": batch["boxes"][b].numpy(), "gt_ids": batch["object_ids"][b].numpy(),
-             "gt_present": batch["visible"][b].numpy(), "pred_boxes": np.asarray(best["boxes"][b]),
+             "gt_present": batch["visible"][b].numpy(), "pred_boxes": boxes[b],
              "pred_glimpse_boxes": np.asarray(best["glimpse_boxes"][b]),
-             "pred_ids": np.asarray(best["object_ids"][b]), "pred_present": np.asarray(best["z_pres"][b])}
+             "pred_ids": np.asarray(best["object_ids"][b]), "pred_present": detected[b]}
             for b in range(int(batch["frames"].shape[0]))]
 
 

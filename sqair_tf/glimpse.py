@@ -286,6 +286,17 @@ def drawn_boxes(
     return tf.cast(tf.stack([y_min, x_min, y_max, x_max], axis=-1), glimpses.dtype)  # [..., N, 4]
 
 
+def shows_something(boxes):
+    """Whether each `drawn_boxes` box is non-empty: [..., N] bool (NumPy arrays or tensors).
+
+    A present object whose drawn box is empty draws no canvas pixel above the threshold: its glimpse is off the
+    canvas (SQAIR keeps an object while its digit is out of view and brings it back when it returns), or it draws
+    too faintly. It makes no claim about the frame, so it is not a detection: the tracking metrics and `sqair-track`
+    skip it, as the ground truth skips digits out of view (BUILD.md, "Boxes").
+    """
+    return (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+
+
 class Renderer(keras.layers.Layer):
     """Owns the learnable mean image and composes object glimpses into the canvas (BUILD.md O2.4).
 

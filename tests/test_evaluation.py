@@ -85,3 +85,24 @@ def test_one_chunk_equals_one_call_with_all_particles(debug_data, tiny_model):
     assert result["iwae"] == pytest.approx(expected, abs=4 * float(np.finfo(np.float32).eps) * float(terms))
     with pytest.raises(ValueError, match="multiple of the chunk size"):
         evaluator.evaluate(tiny_model, debug_data, "test", 2, num_particles=5, chunk=2)
+
+
+def test_tracking_sequences_skip_present_objects_that_draw_nothing():
+    """An object kept while its digit is out of view draws nothing; it is not a detection (no false positive)."""
+    from evaluation import tracking_metrics
+
+    digit = [10.0, 40.0, 24.0, 50.0]  # [4] a digit at the right edge at t = 0, fully out of view at t = 1
+    batch = {"frames": tf.zeros([1, 2, 50, 50, 1]),
+             "boxes": tf.constant([[[digit], [[0.0, 0.0, 0.0, 0.0]]]]),  # [B=1, T=2, S=1, 4]
+             "object_ids": tf.constant([[5]]), "visible": tf.constant([[[True], [False]]])}
+    drawn = [11.0, 41.0, 24.0, 50.0]  # The object's drawn box at t = 0 (IoU 117 / 140 with the digit).
+    best = {"boxes": np.array([[[drawn, [3.0, 3.0, 9.0, 9.0]], [[0.0, 0.0, 0.0, 0.0]] * 2]]),  # [1, 2, N=2, 4]
+            "glimpse_boxes": np.zeros([1, 2, 2, 4]), "object_ids": np.array([[[1, -1], [1, -1]]]),
+            "z_pres": np.array([[[1.0, 0.0], [1.0, 0.0]]])}  # Slot 1 is absent (its box must not count either).
+    (sequence,) = evaluator.tracking_sequences(batch, best)
+    np.testing.assert_array_equal(sequence["pred_present"], [[True, False], [False, False]])
+    result = tracking_metrics.evaluate_tracking([sequence])
+    assert (result["FP"], result["FN"], result["IDSW"]) == (0, 0, 0) and result["MOTA"] == 1.0
+    # Counted as a detection, the empty box would have been one false positive.
+    sequence["pred_present"] = best["z_pres"][0] > 0.5
+    assert tracking_metrics.evaluate_tracking([sequence])["FP"] == 1

@@ -108,6 +108,7 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
         "training": training,
         "held_out": figures,
         "drawn_box_threshold": glimpse.DRAWN_THRESHOLD,
+        "detections": "present objects that draw something (glimpse.shows_something)",
         "packaged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if manifest.get("source") == "video":

@@ -206,6 +206,8 @@ def track_video(path, tracker, config, out_dir, progress=None):
     """
     import cv2
 
+    from sqair_tf import glimpse
+
     try:
         stream = video.ForegroundStream(path, config.background)
     except DataError as e:
@@ -225,10 +227,9 @@ def track_video(path, tracker, config, out_dir, progress=None):
         for t, (index, frame, _) in enumerate(pending):
             boxes_here = []
             for b, (oy, ox) in enumerate(origins):
-                for n in np.flatnonzero(answer["presence"][b, t] > 0):
+                shown = (answer["presence"][b, t] > 0) & glimpse.shows_something(answer["boxes"][b, t])  # [N]
+                for n in np.flatnonzero(shown):
                     y0, x0, y1, x1 = answer["boxes"][b, t, n]
-                    if y1 <= y0 or x1 <= x0:
-                        continue  # Present but drawing nothing visible.
                     track_id = ids(b, answer["object_ids"][b, t, n])
                     # Tile pixels → downscaled frame → the video's own pixels.
                     box = np.array([(ox + x0) / scale, (oy + y0) / scale, (x1 - x0) / scale, (y1 - y0) / scale])

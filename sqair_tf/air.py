@@ -47,7 +47,8 @@ class AIRCell(keras.layers.Layer):
         self.discovery = discovery_lib.DiscoveryCore(config, self.glimpse_encoder, name="discovery")
         self.discovery_where_prior, self.count_prior = priors_lib.discovery_priors(config)
         self.decoder = decoder
-        self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
+        self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, config.where_shift_range,
+                                             name="renderer")
 
     def _nothing(self, batch):
         """(c_t [BK, U], ĉ_t [BK, 1]) of a frame with no previous frame: zeros, as at MLP-SQAIR's first frame."""
@@ -65,7 +66,7 @@ class AIRCell(keras.layers.Layer):
         outputs = dict(
             canvas=canvas, glimpses=glimpses, z_what=z_what, z_where=z_where, z_pres=z_pres,
             presence_prob=presence_prob, object_ids=object_ids, num_objects=num_objects,
-            glimpse_boxes=spatial_transformer.boxes_from_where(z_where, cfg.image_shape[:2]))
+            glimpse_boxes=spatial_transformer.boxes_from_where(z_where, cfg.image_shape[:2], cfg.where_shift_range))
         return outputs, last_used_id + num_objects
 
     def inference_step(self, image, image_features, last_used_id, seed, count_penalty=None):

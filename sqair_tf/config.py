@@ -39,6 +39,10 @@ class ModelConfig:
       gate_scale: PROP's z_what gates are gate_scale·sigmoid(·) (0.9999).
       gate_bias_init: initial bias of PROP's z_what gates (1).
       mask_bias_init: initial output bias of the glimpse mask (1).
+      where_shift_range: c, the glimpse centre's range in canvas half-widths: shift = c·tanh(logit/c)
+        (`spatial_transformer.where_to_transform`). 1 in the paper, which keeps every glimpse's centre inside the
+        canvas, so an object cannot follow a digit whose centre has left it; 2 lets it (BUILD.md "Options beyond
+        the paper").
       architecture: 'mlp' (MLP-SQAIR, the paper's released model) or 'conv' (CONV-SQAIR: convolutional image and
         glimpse encoders and a sub-pixel glimpse decoder, BUILD.md "Models"; needs a glimpse size divisible by 4).
     """
@@ -65,6 +69,7 @@ class ModelConfig:
     gate_scale: float = 0.9999
     gate_bias_init: float = 1.0
     mask_bias_init: float = 1.0
+    where_shift_range: float = 1.0
     architecture: str = "mlp"
 
     def __post_init__(self):
@@ -81,7 +86,7 @@ class ModelConfig:
             raise ValueError(f"glimpse_size must be ≥ 2, got {self.glimpse_size}")
         if not self.count_penalty >= 0:
             raise ValueError(f"count_penalty must be >= 0, got {self.count_penalty!r}")
-        for name in ("output_std", "min_std", "gate_scale"):
+        for name in ("output_std", "min_std", "gate_scale", "where_shift_range"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         _check_architecture(self.architecture)

@@ -102,7 +102,8 @@ class DiscoveryCore(keras.layers.Layer):
             where_loc = where_stats[:, :4]
             where_scale = tf.nn.softplus(where_stats[:, 4:] + self.where_std_bias) + cfg.min_std
             z_where = gaussian_sample(where_loc, where_scale, seed_where)  # [BK, 4]
-            glimpse = spatial_transformer.extract_glimpses_shared(image, z_where, cfg.glimpse_size)  # [BK, G, G, C]
+            glimpse = spatial_transformer.extract_glimpses_shared(
+                image, z_where, cfg.glimpse_size, cfg.where_shift_range)  # [BK, G, G, C]
             what_loc, what_scale = self.glimpse_encoder(glimpse)  # [BK, D] each
             z_what = gaussian_sample(what_loc, what_scale, seed_what)  # [BK, D]
             logit = self.presence_mlp(tf.concat([hidden, z_what], axis=-1))  # [BK, 1]

@@ -200,7 +200,7 @@ def glimpse_networks(config) -> Tuple[GlimpseEncoder, GlimpseDecoder]:
 
 
 def compose(
-    glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, mean_image: tf.Tensor
+    glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, mean_image: tf.Tensor, shift_range: float = 1.0
 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Additive composition of N object glimpses plus the mean image under the written mask (BUILD.md O2.4).
 
@@ -215,6 +215,7 @@ def compose(
       z_where: [..., N, 4] where logits (s_x, s_y, t_x, t_y).
       z_pres: [..., N] presence in {0, 1} (any float weight works).
       mean_image: [H, W, C] (or broadcastable to [..., H, W, C]); its spatial size sets the canvas size.
+      shift_range: c of `spatial_transformer.where_to_transform`.
 
     Returns:
       canvas: [..., H, W, C], the mean of the Gaussian likelihood.
@@ -230,7 +231,7 @@ def compose(
     # the sum over slots folds into the second contraction (over slot and glimpse column together), and
     # render(ones) = (K_y·1)(K_x·1)ᵀ is an outer product of kernel row sums.
     kernel_y, kernel_x = spatial_transformer.render_kernels(
-        z_where, glimpses.shape[-3:-1], (height, width))  # [..., N, H, G], [..., N, W, G]
+        z_where, glimpses.shape[-3:-1], (height, width), shift_range)  # [..., N, H, G], [..., N, W, G]
     rows = tf.einsum("...niy,...nyxc->...nixc", kernel_y, glimpses)  # [..., N, H, G, C]
     rows = rows * z_pres[..., None, None, None]
     canvas = tf.einsum("...njx,...nixc->...ijc", kernel_x, rows)  # [..., H, W, C]
@@ -250,7 +251,7 @@ DRAWN_THRESHOLD = 0.2
 
 def drawn_boxes(
     glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor, image_size: Sequence[int],
-    threshold: float = DRAWN_THRESHOLD,
+    threshold: float = DRAWN_THRESHOLD, shift_range: float = 1.0,
 ) -> tf.Tensor:
     """Boxes of the canvas pixels that each present object draws above `threshold`.
 
@@ -263,6 +264,7 @@ def drawn_boxes(
       glimpses: [..., N, G, G, C] decoded glimpses; z_where: [..., N, 4] logits; z_pres: [..., N].
       image_size: (H, W) of the canvas.
       threshold: intensity above which a rendered pixel counts as drawn.
+      shift_range: c of `spatial_transformer.where_to_transform`.
 
     Returns:
       [..., N, 4] (y_min, x_min, y_max, x_max) in pixels with the max exclusive (the data's ground-truth
@@ -271,7 +273,8 @@ def drawn_boxes(
     glimpses = tf.stop_gradient(tf.convert_to_tensor(glimpses))
     height, width = (int(v) for v in image_size)
     rendered = spatial_transformer.render_glimpses(
-        glimpses, tf.stop_gradient(tf.cast(z_where, glimpses.dtype)), (height, width))  # [..., N, H, W, C]
+        glimpses, tf.stop_gradient(tf.cast(z_where, glimpses.dtype)), (height, width),
+        shift_range)  # [..., N, H, W, C]
     drawn = tf.logical_and(tf.reduce_max(rendered, axis=-1) > threshold,
                            tf.cast(z_pres, glimpses.dtype)[..., None, None] > 0.5)  # [..., N, H, W]
 
@@ -304,6 +307,7 @@ class Renderer(keras.layers.Layer):
       image_shape: (H, W, C) of the canvas.
       mean_image_init: optional [H, W, C] array, the initial mean image (the original uses the per-pixel
         mean of all training frames); zeros if None.
+      shift_range: c of `spatial_transformer.where_to_transform` (`ModelConfig.where_shift_range`).
 
     Call:
       glimpses: [..., N, G, G, C]; z_where: [..., N, 4] logits; z_pres: [..., N].
@@ -315,6 +319,7 @@ class Renderer(keras.layers.Layer):
         self,
         image_shape: Sequence[int] = (50, 50, 1),
         mean_image_init: Optional[np.ndarray] = None,
+        shift_range: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -326,6 +331,7 @@ class Renderer(keras.layers.Layer):
         if image_shape[0] < 2 or image_shape[1] < 2:
             raise ValueError(f"image_shape must be at least 2x2, got {image_shape}.")
         self.image_shape = tuple(int(v) for v in image_shape)
+        self.shift_range = float(shift_range)
         if mean_image_init is None:
             initializer = "zeros"
         else:
@@ -342,5 +348,5 @@ class Renderer(keras.layers.Layer):
         self.built = True
 
     def call(self, glimpses: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor) -> tf.Tensor:
-        canvas, _ = compose(glimpses, z_where, z_pres, self.mean_image)
+        canvas, _ = compose(glimpses, z_where, z_pres, self.mean_image, self.shift_range)
         return canvas  # [..., H, W, C]

@@ -86,7 +86,7 @@ class GlimpseObjectModel(interface.SequenceModel):
     def drawn_boxes(self, outputs):
         """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots."""
         return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
-                                   self.config.image_shape[:2])
+                                   self.config.image_shape[:2], shift_range=self.config.where_shift_range)
 
     def frame_representation(self, outputs):
         """[B, T, N·(D + 1)]: the N slots in slot order, each [z_pres · z_what, z_pres] (zeros for an empty slot).

@@ -90,7 +90,8 @@ class PropagationCore(keras.layers.Layer):
         # Everything that depends only on t−1 quantities, for all slots at once.
         mask = self.glimpse_mask(temporal_state_tm1)  # [BK, N, G, G, 1]
         delta = cfg.proposal_scale * self.proposal_mlp(temporal_state_tm1)  # [BK, N, 4]
-        proposal = spatial_transformer.extract_glimpses_shared(image, z_where_tm1 + delta, g)  # [BK, N, G, G, C]
+        proposal = spatial_transformer.extract_glimpses_shared(
+            image, z_where_tm1 + delta, g, cfg.where_shift_range)  # [BK, N, G, G, C]
         proposal_what, _ = self.glimpse_encoder(proposal, mask)  # [BK, N, D]: only the mean is used.
 
         z_what_prev = tf.zeros([batch, cfg.z_what_dim], z_where_tm1.dtype)  # Latents at t of the previous slot.
@@ -118,7 +119,8 @@ class PropagationCore(keras.layers.Layer):
             noise = tf.random.stateless_normal([batch, 4, 1], seed=seed_where, dtype=z_where_tm1.dtype)
             z_where = where_loc + tf.matmul(scale_tril, noise)[..., 0]  # [BK, 4]
 
-            glimpse = spatial_transformer.extract_glimpses_shared(image, z_where, g)  # [BK, G, G, C]
+            glimpse = spatial_transformer.extract_glimpses_shared(
+                image, z_where, g, cfg.where_shift_range)  # [BK, G, G, C]
             glimpse_loc, glimpse_scale = self.glimpse_encoder(glimpse, mask_i)  # [BK, D] each
             temporal, _ = self.temporal_rnn(
                 tf.concat([relation, z_where, glimpse_loc, glimpse_scale], axis=-1), temporal_tm1)  # [BK, U]

@@ -14,7 +14,9 @@ replace the gather/scatter of a general resampler, which is faster in both direc
 
 Conventions (those of the original code, Sonnet's `AffineGridWarper` + `tf.contrib.resampler`):
   * `z_where` holds *logits* ordered (s_x, s_y, t_x, t_y); scale = sigmoid, shift = tanh (BUILD.md O2.3). x is the
-    width/column axis, y the height/row axis.
+    width/column axis, y the height/row axis. Every function takes `shift_range` c (default 1, the paper's):
+    shift = c·tanh(logit/c), so with c > 1 a glimpse's centre can lie up to c − 1 half-widths beyond the canvas
+    (BUILD.md "Options beyond the paper").
   * The output grid is `linspace(-1, 1, n)` per axis; a normalised coordinate c maps to pixel index
     (c + 1)·(n_src − 1)/2 of the source, i.e. ±1 are the centres of the first/last pixel.
   * Rendering samples the glimpse at ((v − t)/s) for every canvas coordinate v.
@@ -40,23 +42,29 @@ import tensorflow as tf
 MIN_SCALE = 1e-4
 
 
-def where_to_transform(z_where_logits: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+def where_to_transform(z_where_logits: tf.Tensor, shift_range: float = 1.0) -> Tuple[tf.Tensor, tf.Tensor]:
     """Converts z_where logits to transformer scale and shift (BUILD.md O2.3).
 
     Args:
       z_where_logits: [..., 4] logits ordered (s_x, s_y, t_x, t_y).
+      shift_range: c > 0; shift = c·tanh(logit/c). With c = 1 (the paper) the glimpse's centre stays inside the
+        canvas; c = 2 lets it follow an object whose centre has left the canvas by up to one half-width, and is
+        ≈ the identity near the centre (c·tanh(u/c) = u − u³/(3c²) + …).
 
     Returns:
       scale: [..., 2] ordered (x, y), sigmoid(logit) floored at `MIN_SCALE` with a straight-through clip:
         the forward value is clipped, the gradient is that of the unclipped sigmoid (as in the original, so
         a collapsed glimpse can still grow back).
-      shift: [..., 2] ordered (x, y), tanh(logit) ∈ (−1, 1).
+      shift: [..., 2] ordered (x, y), c·tanh(logit/c) ∈ (−c, c).
     """
     z_where_logits = tf.convert_to_tensor(z_where_logits)
     scale = tf.sigmoid(z_where_logits[..., :2])
     # Straight-through clip: forward = max(scale, MIN_SCALE), d/dscale = 1.
     scale = scale + tf.stop_gradient(tf.maximum(scale, MIN_SCALE) - scale)
-    shift = tf.tanh(z_where_logits[..., 2:])
+    if shift_range == 1.0:  # The paper's transform, op for op.
+        shift = tf.tanh(z_where_logits[..., 2:])
+    else:
+        shift = shift_range * tf.tanh(z_where_logits[..., 2:] / shift_range)
     return scale, shift
 
 
@@ -116,7 +124,7 @@ def _check_inputs(pixels: tf.Tensor, z_where: tf.Tensor, what: str) -> Tuple[tf.
     return pixels, z_where
 
 
-def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -> tf.Tensor:
+def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int, shift_range: float = 1.0) -> tf.Tensor:
     """Reads a G×G glimpse from each image at the box given by `z_where` (forward transformer, BUILD.md O2.3).
 
     Glimpse pixel (i, j), with grid coordinates (u_y[i], u_x[j]) ∈ [−1, 1]², is the bilinear sample of the
@@ -127,6 +135,7 @@ def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -
       z_where: [..., 4] logits (s_x, s_y, t_x, t_y), same dtype as `images`; leading axes broadcast
         against those of `images`.
       glimpse_size: G, side of the square glimpse (≥ 2).
+      shift_range: c of `where_to_transform`.
 
     Returns:
       [..., G, G, C] glimpses ("..." = broadcast of the leading axes of `images` and `z_where`).
@@ -134,20 +143,22 @@ def extract_glimpses(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -
     if glimpse_size < 2:
         raise ValueError(f"glimpse_size must be >= 2, got {glimpse_size}.")
     images, z_where = _check_inputs(images, z_where, "images")
-    kernel_y, kernel_x = _extraction_kernels(z_where, glimpse_size, images.shape[-3], images.shape[-2])
+    kernel_y, kernel_x = _extraction_kernels(z_where, glimpse_size, images.shape[-3], images.shape[-2], shift_range)
     return _separable_sample(images, kernel_y, kernel_x)  # [..., G, G, C]
 
 
-def _extraction_kernels(z_where: tf.Tensor, glimpse_size: int, height: int, width: int):
+def _extraction_kernels(z_where: tf.Tensor, glimpse_size: int, height: int, width: int, shift_range: float = 1.0):
     """The separable kernels of glimpse extraction: kernel_y [..., G, H] and kernel_x [..., G, W]."""
-    scale, shift = where_to_transform(z_where)  # [..., 2] each, (x, y)
+    scale, shift = where_to_transform(z_where, shift_range)  # [..., 2] each, (x, y)
     grid = _grid(glimpse_size, z_where.dtype)  # [G]
     src_x = scale[..., 0:1] * grid + shift[..., 0:1]  # [..., G]
     src_y = scale[..., 1:2] * grid + shift[..., 1:2]  # [..., G]
     return _interpolation_kernel(src_y, height), _interpolation_kernel(src_x, width)
 
 
-def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int) -> tf.Tensor:
+def extract_glimpses_shared(
+    images: tf.Tensor, z_where: tf.Tensor, glimpse_size: int, shift_range: float = 1.0
+) -> tf.Tensor:
     """`extract_glimpses` for boxes that share images: every image is read by K consecutive rows of `z_where`.
 
     In SQAIR the K particles of a sequence (rows b·K … b·K + K − 1) look at the same frame. Rather than tiling
@@ -159,6 +170,7 @@ def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size:
       images: [B, H, W, C].
       z_where: [B·K, ..., 4] logits (s_x, s_y, t_x, t_y), same dtype; any box axes after the first.
       glimpse_size: G (≥ 2).
+      shift_range: c of `where_to_transform`.
 
     Returns:
       [B·K, ..., G, G, C].
@@ -172,7 +184,7 @@ def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size:
     g = glimpse_size
     num_images = tf.shape(images)[0]
     boxes = tf.reshape(z_where, tf.stack([num_images, -1, 4]))  # [B, M, 4], M = K·(box axes)
-    kernel_y, kernel_x = _extraction_kernels(boxes, g, height, width)  # [B, M, G, H], [B, M, G, W]
+    kernel_y, kernel_x = _extraction_kernels(boxes, g, height, width, shift_range)  # [B, M, G, H], [B, M, G, W]
     rows = tf.matmul(tf.reshape(kernel_y, tf.stack([num_images, -1, height])),
                      tf.reshape(images, tf.stack([num_images, height, -1])))  # [B, M·G, W·C]
     rows = tf.reshape(rows, tf.concat([tf.shape(boxes)[:2], [g, width, channels]], axis=0))  # [B, M, G, W, C]
@@ -181,7 +193,7 @@ def extract_glimpses_shared(images: tf.Tensor, z_where: tf.Tensor, glimpse_size:
 
 
 def render_glimpses(
-    glimpses: tf.Tensor, z_where: tf.Tensor, image_size: Sequence[int]
+    glimpses: tf.Tensor, z_where: tf.Tensor, image_size: Sequence[int], shift_range: float = 1.0
 ) -> tf.Tensor:
     """Writes each glimpse into an H×W canvas at the box given by `z_where` (inverse transformer, BUILD.md O2.3).
 
@@ -193,17 +205,18 @@ def render_glimpses(
       glimpses: [..., G, G, C] float32/float64 (in the model: [BK, G, G, C] or [BK, N, G, G, C]).
       z_where: [..., 4] logits (s_x, s_y, t_x, t_y), same dtype as `glimpses`; leading axes broadcast.
       image_size: (H, W) of the canvas, each ≥ 2.
+      shift_range: c of `where_to_transform`.
 
     Returns:
       [..., H, W, C] canvases, one per glimpse (not summed over anything).
     """
     glimpses, z_where = _check_inputs(glimpses, z_where, "glimpses")
-    kernel_y, kernel_x = render_kernels(z_where, glimpses.shape[-3:-1], image_size)
+    kernel_y, kernel_x = render_kernels(z_where, glimpses.shape[-3:-1], image_size, shift_range)
     return _separable_sample(glimpses, kernel_y, kernel_x)  # [..., H, W, C]
 
 
 def render_kernels(
-    z_where: tf.Tensor, glimpse_size: Sequence[int], image_size: Sequence[int]
+    z_where: tf.Tensor, glimpse_size: Sequence[int], image_size: Sequence[int], shift_range: float = 1.0
 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """The separable kernels of `render_glimpses`: canvas = K_y · glimpse · K_xᵀ.
 
@@ -215,6 +228,7 @@ def render_kernels(
       z_where: [..., 4] logits (s_x, s_y, t_x, t_y); its dtype is the kernels' dtype.
       glimpse_size: (G_h, G_w) of the glimpses.
       image_size: (H, W) of the canvas, each ≥ 2.
+      shift_range: c of `where_to_transform`.
 
     Returns:
       kernel_y [..., H, G_h] and kernel_x [..., W, G_w].
@@ -224,7 +238,7 @@ def render_kernels(
         raise ValueError(f"image_size must be >= 2 along both axes, got {tuple(image_size)}.")
     glimpse_h, glimpse_w = (int(v) for v in glimpse_size)
     z_where = tf.convert_to_tensor(z_where)
-    scale, shift = where_to_transform(z_where)  # [..., 2] each, (x, y)
+    scale, shift = where_to_transform(z_where, shift_range)  # [..., 2] each, (x, y)
     dtype = z_where.dtype
     src_x = (_grid(width, dtype) - shift[..., 0:1]) / scale[..., 0:1]  # [..., W]
     src_y = (_grid(height, dtype) - shift[..., 1:2]) / scale[..., 1:2]  # [..., H]
@@ -233,7 +247,7 @@ def render_kernels(
     return kernel_y, kernel_x
 
 
-def boxes_from_where(z_where: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
+def boxes_from_where(z_where: tf.Tensor, image_size: Sequence[int], shift_range: float = 1.0) -> tf.Tensor:
     """Pixel bounding boxes of the glimpses, for drawing (the original's `stn_to_pixel_coords`, BUILD.md O2.3).
 
     Per axis with n source pixels: box size = (n + 1)·s and top-left = 0.5·(n − 1)·(t − s + 1). The top-left
@@ -243,12 +257,13 @@ def boxes_from_where(z_where: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor
     Args:
       z_where: [..., 4] logits (s_x, s_y, t_x, t_y).
       image_size: (H, W).
+      shift_range: c of `where_to_transform`.
 
     Returns:
       [..., 4] boxes (y_min, x_min, y_max, x_max) in pixels, same dtype as `z_where`.
     """
     height, width = (float(v) for v in image_size)
-    scale, shift = where_to_transform(z_where)  # [..., 2] each, (x, y)
+    scale, shift = where_to_transform(z_where, shift_range)  # [..., 2] each, (x, y)
     x_min = 0.5 * (width - 1.0) * (shift[..., 0] - scale[..., 0] + 1.0)  # [...]
     y_min = 0.5 * (height - 1.0) * (shift[..., 1] - scale[..., 1] + 1.0)  # [...]
     x_max = x_min + (width + 1.0) * scale[..., 0]

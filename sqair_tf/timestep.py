@@ -104,7 +104,8 @@ class SQAIRCell(keras.layers.Layer):
         self.latent_summary = priors_lib.LatentSummary(hidden_size=h, name="latent_summary")
         self.initial_temporal_state = networks.TrainableInitialState(h, name="initial_temporal_state")
         self.decoder = decoder
-        self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, name="renderer")
+        self.renderer = glimpse_lib.Renderer(config.image_shape, mean_image, config.where_shift_range,
+                                             name="renderer")
 
     # ----------------------------------------------------------------------------------------------------------
     def initial_state(self, batch_size) -> ObjectState:
@@ -164,7 +165,8 @@ class SQAIRCell(keras.layers.Layer):
             "presence_prob": objects["presence_prob"],
             "object_ids": merged.object_ids,
             "num_objects": tf.cast(tf.reduce_sum(objects["z_pres"], axis=1), tf.int32),
-            "glimpse_boxes": spatial_transformer.boxes_from_where(objects["z_where"], self.config.image_shape[:2]),
+            "glimpse_boxes": spatial_transformer.boxes_from_where(objects["z_where"], self.config.image_shape[:2],
+                                                                  self.config.where_shift_range),
         }
         return new_state, described
 

@@ -25,18 +25,18 @@ def _bilinear_sample(image, py, px):
     return out
 
 
-def _np_transform(z_where):
+def _np_transform(z_where, shift_range=1.0):
     scale = np.maximum(_sigmoid(z_where[:2]), 1e-4)
-    shift = np.tanh(z_where[2:])
+    shift = shift_range * np.tanh(z_where[2:] / shift_range)
     return scale, shift  # (x, y) each
 
 
-def _np_extract(images, z_where, g):
+def _np_extract(images, z_where, g, shift_range=1.0):
     """images [B, H, W, C], z_where [B, 4] -> [B, g, g, C], one pixel at a time."""
     b_size, h, w, c = images.shape
     out = np.zeros((b_size, g, g, c))
     for b in range(b_size):
-        (sx, sy), (tx, ty) = _np_transform(z_where[b])
+        (sx, sy), (tx, ty) = _np_transform(z_where[b], shift_range)
         for i in range(g):
             for j in range(g):
                 uy = -1.0 + 2.0 * i / (g - 1)
@@ -47,12 +47,12 @@ def _np_extract(images, z_where, g):
     return out
 
 
-def _np_render(glimpses, z_where, h, w):
+def _np_render(glimpses, z_where, h, w, shift_range=1.0):
     """glimpses [B, g, g, C], z_where [B, 4] -> [B, h, w, C] by inverse warp."""
     b_size, g, _, c = glimpses.shape
     out = np.zeros((b_size, h, w, c))
     for b in range(b_size):
-        (sx, sy), (tx, ty) = _np_transform(z_where[b])
+        (sx, sy), (tx, ty) = _np_transform(z_where[b], shift_range)
         for i in range(h):
             for j in range(w):
                 vy = -1.0 + 2.0 * i / (h - 1)
@@ -282,3 +282,32 @@ def test_shared_image_extraction_equals_extraction_from_tiled_images():
                                tape.gradient(expected, z_where, output_gradients=weights), rtol=1e-10, atol=1e-12)
     flat = st.extract_glimpses_shared(images, z_where[:, 0], 4)  # [B·K, G, G, C]: no box axis
     np.testing.assert_allclose(flat, expected[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_shift_range_lets_a_glimpse_centre_leave_the_canvas():
+    """shift = c·tanh(logit/c): c = 1 is the paper's tanh op for op; with c = 2, extraction, rendering, the drawn
+    composition and the boxes follow a centre up to one half-width beyond the canvas, as the NumPy sampler does."""
+    logits = np.array([[0.3, -0.2, 3.0, -0.4], [1.0, 0.5, -2.5, 2.2]])  # [2, 4]: centres beyond the edge at c = 2
+    scale, shift = st.where_to_transform(tf.constant(logits))
+    np.testing.assert_array_equal(shift, tf.tanh(tf.constant(logits[:, 2:])))
+    _, shift2 = st.where_to_transform(tf.constant(logits), shift_range=2.0)
+    np.testing.assert_allclose(shift2, 2.0 * np.tanh(logits[:, 2:] / 2.0), rtol=1e-14)
+    assert shift2.numpy()[0, 0] > 1.0 and shift2.numpy()[1, 1] > 1.0  # Beyond the canvas (|shift| ≤ 1 inside).
+
+    rng = np.random.default_rng(11)
+    images = rng.normal(size=(2, 11, 9, 1))
+    np.testing.assert_allclose(st.extract_glimpses(tf.constant(images), tf.constant(logits), 5, shift_range=2.0),
+                               _np_extract(images, logits, 5, shift_range=2.0), atol=1e-10)
+    shared = st.extract_glimpses_shared(tf.constant(images), tf.constant(logits), 5, shift_range=2.0)
+    np.testing.assert_allclose(shared, _np_extract(images, logits, 5, shift_range=2.0), atol=1e-10)
+    glimpses = rng.normal(size=(2, 5, 5, 1))
+    np.testing.assert_allclose(st.render_glimpses(tf.constant(glimpses), tf.constant(logits), (11, 9), 2.0),
+                               _np_render(glimpses, logits, 11, 9, shift_range=2.0), atol=1e-10)
+    # The first glimpse's sampled centre x = 0.5·(W − 1)·(t_x + 1) = box x_min + 0.5·(W − 1)·s_x: inside the
+    # last column (W − 1 = 8) at c = 1, beyond it at c = 2.
+    s_x = _sigmoid(0.3)
+    centre_x = lambda box: box[1] + 0.5 * 8 * s_x  # noqa: E731
+    assert centre_x(st.boxes_from_where(tf.constant(logits), (11, 9)).numpy()[0]) < 8.0
+    box = st.boxes_from_where(tf.constant(logits), (11, 9), shift_range=2.0).numpy()[0]
+    np.testing.assert_allclose(centre_x(box), 0.5 * 8 * (shift2.numpy()[0, 0] + 1.0), rtol=1e-12)
+    assert centre_x(box) > 8.0

@@ -15,7 +15,9 @@ misses by their cause: box too large/small against the digit, or centre off by m
 whether a miss lags (its box overlaps the digit's place at t − 1 more than its place at t); and the failure rates
 by frame, by the digit's speed and by the visible box's area (a digit leaving the canvas leaves a sliver); and the
 mean and median signed difference of each box side, predicted minus true, over all matched pairs (a systematic
-shift or growth of the boxes would show there, and would cost IoU on every digit).
+shift or growth of the boxes would show there, and would cost IoU on every digit); and, for matched digits inside
+and at the edge, the share of the digit's whole box that shows and how far the object's glimpse centre is from the
+whole digit's centre (an object that cannot follow a digit out of the canvas stays at the edge).
 TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
@@ -45,6 +47,17 @@ def _iou(a, b):
 def _at_edge(b, size):
     """Whether a visible box touches the edge of the size×size canvas (its digit is partly outside)."""
     return b[0] <= 0 or b[1] <= 0 or b[2] >= size or b[3] >= size
+
+
+def _centre_error(glimpse_box, full_box, size):
+    """Distance in px from a glimpse's sampled centre to the centre of a digit's whole (unclipped) box.
+
+    `boxes_from_where` gives x_min = 0.5·(n − 1)·(t − s + 1) and a width of (n + 1)·s, so the centre pixel
+    0.5·(n − 1)·(t + 1) is x_min + 0.5·(n − 1)·s; a box [a, b) of pixels has its centre at (a + b − 1) / 2.
+    """
+    centre = [glimpse_box[k] + 0.5 * (size - 1) * (glimpse_box[k + 2] - glimpse_box[k]) / (size + 1) for k in (0, 1)]
+    digit = [(full_box[k] + full_box[k + 2] - 1) / 2 for k in (0, 1)]
+    return float(((centre[0] - digit[0]) ** 2 + (centre[1] - digit[1]) ** 2) ** 0.5)
 
 
 def place_kind(boxes, present, t, j, size):
@@ -77,6 +90,9 @@ def classify(sequences, size):
     frames = sequences[0]["gt_boxes"].shape[0] if sequences else 0
     c["loc_by_frame"], c["gt_by_frame"] = [0] * frames, [0] * frames
     c["side_diffs"] = []  # (pred − gt) of (y_min, x_min, y_max, x_max) for every matched pair, in pixels
+    # (at the edge, IoU ≥ 0.5, visible share of the digit's box, glimpse centre's distance to the whole digit's
+    # centre in px) per matched pair, when the sequences carry the digits' unclipped boxes (`gt_full_boxes`).
+    c["centre_errors"] = []
     c["loc_by_speed"], c["gt_by_speed"] = [0] * len(SPEED_BINS), [0] * len(SPEED_BINS)
     for key in ("gt", "loc", "unmatched"):
         c[f"{key}_by_area"] = [0] * len(AREA_BINS)
@@ -106,8 +122,13 @@ def classify(sequences, size):
                     c["loc_by_area"][area_bin] += 1
                     c["loc_by_place"][place] += 1
             c["pure_fp"] += len(pred) - len(pairs)
+            pred_slots = [n for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
             for r, q in pairs:
                 g, p = gt[r], pred[q]
+                if "gt_full_boxes" in s:
+                    full = s["gt_full_boxes"][t, ids[r]]
+                    c["centre_errors"].append((_at_edge(g, size), _iou(g, p) >= 0.5, _area(g) / max(_area(full), 1),
+                                               _centre_error(s["pred_glimpse_boxes"][t, pred_slots[q]], full, size)))
                 c["side_diffs"].append(np.asarray(p, np.float64) - np.asarray(g, np.float64))
                 j = ids[r]
                 prev = s["gt_boxes"][t - 1, j] if t and s["gt_present"][t - 1, j] else None
@@ -171,6 +192,12 @@ def main():
 
     def on_batch(batch, _, best):
         batch_sequences = evaluator.tracking_sequences(batch, best)
+        # The digits' whole boxes: every digit starts inside the canvas, so its box at t = 0 is whole and moves
+        # with its crop's corner.
+        corners = np.tile(batch["corners"].numpy(), 2)  # [B, T, S, 4]
+        full = batch["boxes"].numpy()[:, :1] - corners[:, :1] + corners  # [B, T, S, 4]
+        for sequence, boxes in zip(batch_sequences, full):
+            sequence["gt_full_boxes"] = boxes
         sequences.extend(batch_sequences)
         for b, sequence in enumerate(batch_sequences):
             if args.figure and len(shown["frames"]) < 6:
@@ -221,6 +248,15 @@ def main():
         g, n, u = (c[f"{key}_by_place"][place] for key in ("gt", "loc", "unmatched"))
         print(f"| {place} | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} | "
               f"{(2 * n + u) / max(gt, 1):.3f} |")
+    print("| matched digits | pairs | visible share of the digit's box (median) | glimpse centre to the whole "
+          "digit's centre, px (median, q75) |\n|---|---|---|---|")
+    errors = np.asarray(c["centre_errors"], np.float64).reshape(-1, 4)  # [pairs, 4]
+    for name, edge, good in (("inside, IoU ≥ 0.5", 0, 1), ("inside, IoU < 0.5", 0, 0), ("at the edge, IoU ≥ 0.5", 1, 1),
+                             ("at the edge, IoU < 0.5", 1, 0)):
+        rows = errors[(errors[:, 0] == edge) & (errors[:, 1] == good)]
+        if len(rows):
+            print(f"| {name} | {len(rows)} | {np.median(rows[:, 2]):.2f} | {np.median(rows[:, 3]):.1f}, "
+                  f"{np.percentile(rows[:, 3], 75):.1f} |")
     diffs = np.asarray(c["side_diffs"]).reshape(-1, 4)  # [pairs, 4]
     print("signed box error of matched pairs, pred − truth in px (y_min, x_min, y_max, x_max): mean "
           + ", ".join(f"{v:+.2f}" for v in diffs.mean(axis=0)) + "; median "

@@ -209,3 +209,27 @@ def test_count_penalty_is_in_the_log_weight_and_not_in_the_prior(debug_model):
     np.testing.assert_array_equal(unpenalised["log_weight"], plain_out["log_weight"])
     doubled = penalised(frames, seed=SEED, num_particles=2, count_penalty=10.0)
     np.testing.assert_allclose((plain_out["log_weight"] - doubled["log_weight"]).numpy() / 10.0, drop, atol=1e-3)
+
+
+def test_where_shift_range_reaches_rendering_and_boxes(debug_model):
+    """`where_shift_range` c = 2: the canvas, the glimpse boxes and the drawn boxes are those of c·tanh(logit/c),
+    and the same weights give other log weights than the paper's c = 1 (extraction moves too)."""
+    from sqair_tf import glimpse
+    from sqair_tf import spatial_transformer
+
+    wide = model_lib.SQAIR(dataclasses.replace(DEBUG, where_shift_range=2.0))
+    frames = _frames(2, 3)
+    wide(frames, seed=SEED, num_particles=2)
+    wide.set_weights(debug_model.get_weights())
+    out = wide(frames, seed=SEED, num_particles=2)
+    size = DEBUG.image_shape[:2]
+    np.testing.assert_allclose(out["glimpse_boxes"],
+                               spatial_transformer.boxes_from_where(out["z_where"], size, 2.0), rtol=1e-6)
+    assert not np.allclose(out["glimpse_boxes"], spatial_transformer.boxes_from_where(out["z_where"], size))
+    np.testing.assert_array_equal(out["boxes"], glimpse.drawn_boxes(out["glimpses"], out["z_where"], out["z_pres"],
+                                                                    size, shift_range=2.0))
+    canvas, _ = glimpse.compose(out["glimpses"], out["z_where"], out["z_pres"],
+                                wide.cell.renderer.mean_image, shift_range=2.0)
+    np.testing.assert_allclose(out["canvas"], canvas, atol=1e-5)
+    paper = debug_model(frames, seed=SEED, num_particles=2)
+    assert np.all(np.isfinite(out["log_weight"])) and not np.allclose(out["log_weight"], paper["log_weight"])

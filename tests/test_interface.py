@@ -212,6 +212,7 @@ def test_registry_and_config_choose_models_by_name():
     air, vrnn_penalised = (config_lib.preset("tracking_penalised", model=m) for m in ("mlp-air", "mlp-vrnn"))
     assert (air.model.count_penalty, air.count_penalty_start) == (30.0, 2000)
     assert vrnn_penalised.count_penalty_start == 0 and not hasattr(vrnn_penalised.model, "count_penalty")
+    assert config_lib.preset("tracking_offcanvas", model="mlp-air").model.where_shift_range == 2.0
     # config.json round trip keeps the model; a config without model_name (older runs) is MLP-SQAIR.
     assert config_lib.TrainConfig.from_json(vrnn.to_json()) == vrnn
     old = config_lib.preset("debug").to_dict()
@@ -231,6 +232,8 @@ def test_registry_and_config_choose_models_by_name():
     ("tracking_clipped", ["seed=2"], "mlp-sqair"),
     ("tracking_penalised", ["seed=1"], "mlp-sqair"),
     ("tracking_penalised", ["seed=3"], "mlp-air"),
+    ("tracking_offcanvas", ["seed=2"], "mlp-sqair"),
+    ("tracking_offcanvas", [], "mlp-air"),
     ("tracking", ["clip_norm=1000", "lr_boundaries=8000,16000", "model.count_penalty=30", "seed=1"], "mlp-sqair"),
     ("paper", ["jit_compile=true", "lr_boundaries="], "mlp-sqair"),
     ("fast", ["data_dir=/data/mm", "model.z_dim=3"], "mlp-vrnn"),

@@ -9,7 +9,8 @@ HOTA, the median IoU of matched pairs (drawn-pixel boxes) and the training-loop 
 (`trainers/run_history.py`: compilation after each start included, periodic evaluations and checkpoints excluded;
 the machine's minutes, shared with whatever else ran), and, across runs, each run's figures at the last common step
 (the issue's multi-seed table). A checkpoint scored under another box rule (another drawn-box threshold,
-`glimpse.DRAWN_THRESHOLD`, or before objects that draw nothing stopped counting as detections) is scored again. Train the runs first, e.g. three seeds:
+`glimpse.DRAWN_THRESHOLD`, or before objects that draw nothing stopped counting as detections) is scored again.
+Train the runs first, e.g. three seeds:
 
     for s in 0 1 2; do sqair-train --workdir runs/track_s$s --preset tracking --data DATA --set seed=$s; done
 

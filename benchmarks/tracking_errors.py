@@ -251,8 +251,8 @@ def main():
     print("| matched digits | pairs | visible share of the digit's box (median) | glimpse centre to the whole "
           "digit's centre, px (median, q75) |\n|---|---|---|---|")
     errors = np.asarray(c["centre_errors"], np.float64).reshape(-1, 4)  # [pairs, 4]
-    for name, edge, good in (("inside, IoU ≥ 0.5", 0, 1), ("inside, IoU < 0.5", 0, 0), ("at the edge, IoU ≥ 0.5", 1, 1),
-                             ("at the edge, IoU < 0.5", 1, 0)):
+    for name, edge, good in (("inside, IoU ≥ 0.5", 0, 1), ("inside, IoU < 0.5", 0, 0),
+                             ("at the edge, IoU ≥ 0.5", 1, 1), ("at the edge, IoU < 0.5", 1, 0)):
         rows = errors[(errors[:, 0] == edge) & (errors[:, 1] == good)]
         if len(rows):
             print(f"| {name} | {len(rows)} | {np.median(rows[:, 2]):.2f} | {np.median(rows[:, 3]):.1f}, "

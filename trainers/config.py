@@ -315,7 +315,8 @@ PRESETS = {
     # "Options beyond the paper"): the paper's tanh keeps it inside, so an object cannot follow a digit whose
     # centre has gone out, the largest source of lost MOTA (digits at the edge). From step 0 on two seeds, at step
     # 5,000: MOTA 0.538 and 0.556 against 0.446 and 0.482 for `tracking_penalised`, counting 0.973 and 0.977
-    # against 0.961 and 0.956 (benchmarks/RESULTS.md, issue 10); not yet trained to its end.
+    # against 0.961 and 0.956; at 10,000 the gap had mostly closed (seed 0: MOTA 0.618 against 0.594, IDF1 0.746
+    # against 0.752; benchmarks/RESULTS.md, issue 10). Not yet trained to its end.
     "tracking_offcanvas": dataclasses.replace(
         _TRACKING_CLIPPED, model=dataclasses.replace(_TRACKING_CLIPPED.model, count_penalty=30.0,
                                                      where_shift_range=2.0),

@@ -101,7 +101,8 @@ def classify(sequences, size):
         for t in range(frames):
             ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
             gt = [s["gt_boxes"][t, j] for j in ids]
-            pred = [s["pred_boxes"][t, n] for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
+            pred_slots = [n for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
+            pred = [s["pred_boxes"][t, n] for n in pred_slots]
             c["gt"] += len(gt)
             pairs = []
             if gt and pred:
@@ -122,7 +123,6 @@ def classify(sequences, size):
                     c["loc_by_area"][area_bin] += 1
                     c["loc_by_place"][place] += 1
             c["pure_fp"] += len(pred) - len(pairs)
-            pred_slots = [n for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
             for r, q in pairs:
                 g, p = gt[r], pred[q]
                 if "gt_full_boxes" in s:

@@ -267,6 +267,9 @@ _TRACKING_CLIPPED = dataclasses.replace(
     vimco_signal="textbook", curriculum_stage_steps=2000, max_seq_len=10, total_steps=25_000,
     steps_per_loop=50, jit_compile=True, checkpoint_every=1000, keep_checkpoints=30, eval_every=500,
     image_every=1000, eval_batch_size=200)
+_TRACKING_PENALISED = dataclasses.replace(
+    _TRACKING_CLIPPED, model=dataclasses.replace(_TRACKING_CLIPPED.model, count_penalty=30.0),
+    count_penalty_start=2000)
 
 PRESETS = {
     # BUILD.md O5 exactly: RMSProp (TF1 semantics) lr 1e-5 ÷3 at 400k and 1M, batch 32, K = 5, curriculum 3 → 10
@@ -308,9 +311,7 @@ PRESETS = {
     # objects within 350 steps, before the decoder could draw a digit worth more than 30 nats; from 2,000 on
     # (the first curriculum step) it did not on any of three seeds, and at step 10,000 they counted 0.983–0.986
     # (`tracking_clipped`: 0.936–0.978; benchmarks/RESULTS.md, issue 10). It trained the shipped model.
-    "tracking_penalised": dataclasses.replace(
-        _TRACKING_CLIPPED, model=dataclasses.replace(_TRACKING_CLIPPED.model, count_penalty=30.0),
-        count_penalty_start=2000),
+    "tracking_penalised": _TRACKING_PENALISED,
     # `tracking_penalised` with the glimpse centre free to leave the canvas (`model.where_shift_range=2`, BUILD.md
     # "Options beyond the paper"): the paper's tanh keeps it inside, so an object cannot follow a digit whose
     # centre has gone out, the largest source of lost MOTA (digits at the edge). From step 0 on two seeds, at step
@@ -318,9 +319,7 @@ PRESETS = {
     # against 0.961 and 0.956; at 10,000 the gap had mostly closed (seed 0: MOTA 0.618 against 0.594, IDF1 0.746
     # against 0.752; benchmarks/RESULTS.md, issue 10). Not yet trained to its end.
     "tracking_offcanvas": dataclasses.replace(
-        _TRACKING_CLIPPED, model=dataclasses.replace(_TRACKING_CLIPPED.model, count_penalty=30.0,
-                                                     where_shift_range=2.0),
-        count_penalty_start=2000),
+        _TRACKING_PENALISED, model=dataclasses.replace(_TRACKING_PENALISED.model, where_shift_range=2.0)),
     # Pedestrians from a static camera (`sqair-data from-video`, paper §4.2): MLP-SQAIR on 64×64 crops of 5 frames,
     # the `tracking` recipe's optimiser and schedule with the curriculum 3 → 5 frames (+1 every 2,000 steps) because
     # the video sequences are 5 frames long. MLP rather than CONV-SQAIR: on this CPU a CONV-SQAIR step costs 15–20

@@ -17,8 +17,9 @@ by frame, by the digit's speed and by the visible box's area (a digit leaving th
 mean and median signed difference of each box side, predicted minus true, over all matched pairs (a systematic
 shift or growth of the boxes would show there, and would cost IoU on every digit); and, for matched digits inside
 and at the edge, the share of the digit's whole box that shows and how far the object's glimpse centre is from the
-whole digit's centre (an object that cannot follow a digit out of the canvas stays at the edge).
-TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
+whole digit's centre (an object that cannot follow a digit out of the canvas stays at the edge); and the
+identity switches by cause (`switch_causes`: a swap at a crossing, a second object on the digit, a lost object's
+replacement). TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
     python benchmarks/tracking_errors.py RUN [--checkpoint PREFIX] [--num 1000] [--k 5] [--data DATA]
@@ -165,6 +166,79 @@ def classify(sequences, size):
     return c
 
 
+SWITCH_NEW = ("not detected at t − 1", "on this digit at t − 1, unmatched", "matched to another digit, the two overlap",
+              "matched to another digit, apart", "elsewhere at t − 1")
+SWITCH_OLD = ("not detected", "on the digit, IoU < 0.5", "elsewhere")
+
+
+def switch_causes(sequences, threshold=0.5):
+    """Identity switches by what the digit's new object q did at t − 1 and where its old object p is at t.
+
+    The matching is TrackEval's CLEAR: per frame, the Hungarian method on IoU plus 1,000 for the pair matched at
+    t − 1, pairs below `threshold` dropped; a switch is a digit matched to another object than the one it was last
+    matched to. So the counts sum to TrackEval's IDSW on the same sequences. q "on this digit" overlaps it at
+    t − 1 without being its match (a second object on one digit, or its object misplaced); "matched to another
+    digit" is a swap, split by whether the two digits' boxes overlap at t (a crossing).
+
+    Returns {(new, old): count} over SWITCH_NEW × SWITCH_OLD.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    counts = {(new, old): 0 for new in SWITCH_NEW for old in SWITCH_OLD}
+    for s in sequences:
+        gt_boxes, gt_present = s["gt_boxes"], s["gt_present"]  # Digits are slots (fixed ids per sequence).
+        boxes, ids, present = s["pred_boxes"], s["pred_ids"], s["pred_present"]
+        last, previous = {}, {}  # digit → its last matched object; object → the digit it matched at t − 1
+        for t in range(gt_boxes.shape[0]):
+            digits = [j for j in range(gt_boxes.shape[1]) if gt_present[t, j]]
+            slots = [n for n in range(boxes.shape[1]) if present[t, n] > 0.5]
+            matched = {}
+            if digits and slots:
+                iou = np.array([[_iou(gt_boxes[t, j], boxes[t, n]) for n in slots] for j in digits])
+                kept = np.array([[previous.get(int(ids[t, n])) == j for n in slots] for j in digits])
+                score = np.where(iou >= threshold, iou + 1000.0 * kept, 0.0)
+                rows, cols = linear_sum_assignment(-score)
+                matched = {digits[r]: slots[q] for r, q in zip(rows, cols) if score[r, q] > 0}
+            for j, n in matched.items():
+                old, new = last.get(j), int(ids[t, n])
+                last[j] = new
+                if old is None or old == new:
+                    continue
+                counts[(_switch_new(s, t, j, new, previous), _switch_old(s, t, j, old))] += 1
+            previous = {int(ids[t, n]): j for j, n in matched.items()}
+    return counts
+
+
+def _slot_of(s, t, object_id):
+    """The slot where object `object_id` is detected at frame t, or None."""
+    for n in range(s["pred_boxes"].shape[1]):
+        if s["pred_present"][t, n] > 0.5 and s["pred_ids"][t, n] == object_id:
+            return n
+    return None
+
+
+def _switch_new(s, t, j, new, previous):
+    """What digit j's new object did at t − 1 (`switch_causes`)."""
+    n = _slot_of(s, t - 1, new)
+    if n is None:
+        return SWITCH_NEW[0]
+    if new in previous:
+        other = previous[new]
+        overlap = s["gt_present"][t, other] and _iou(s["gt_boxes"][t, j], s["gt_boxes"][t, other]) > 0
+        return SWITCH_NEW[2] if overlap else SWITCH_NEW[3]
+    here = s["gt_present"][t - 1, j] and _iou(s["gt_boxes"][t - 1, j], s["pred_boxes"][t - 1, n]) > 0
+    return SWITCH_NEW[1] if here else SWITCH_NEW[4]
+
+
+def _switch_old(s, t, j, old):
+    """Where digit j's old object is at t (`switch_causes`)."""
+    n = _slot_of(s, t, old)
+    if n is None:
+        return SWITCH_OLD[0]
+    return SWITCH_OLD[1] if _iou(s["gt_boxes"][t, j], s["pred_boxes"][t, n]) > 0 else SWITCH_OLD[2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory (sqair-train --workdir)")
@@ -257,6 +331,11 @@ def main():
         if len(rows):
             print(f"| {name} | {len(rows)} | {np.median(rows[:, 2]):.2f} | {np.median(rows[:, 3]):.1f}, "
                   f"{np.percentile(rows[:, 3], 75):.1f} |")
+    switches = switch_causes(sequences)
+    print(f"| identity switches ({sum(switches.values())}; TrackEval {t['IDSW']}): the new object at t − 1 | "
+          + " | ".join(f"old object {old}" for old in SWITCH_OLD) + " |\n|---|---|---|---|")
+    for new in SWITCH_NEW:
+        print(f"| {new} | " + " | ".join(str(switches[(new, old)]) for old in SWITCH_OLD) + " |")
     diffs = np.asarray(c["side_diffs"]).reshape(-1, 4)  # [pairs, 4]
     print("signed box error of matched pairs, pred − truth in px (y_min, x_min, y_max, x_max): mean "
           + ", ".join(f"{v:+.2f}" for v in diffs.mean(axis=0)) + "; median "

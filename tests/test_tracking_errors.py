@@ -1,0 +1,100 @@
+"""`benchmarks/tracking_errors.py`'s identity switches by cause: hand-built switches of each kind, and the total
+against TrackEval's own IDSW on random tracks."""
+
+import os
+import sys
+
+import numpy as np
+
+from evaluation import tracking_metrics
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import tracking_errors  # noqa: E402
+
+A = [0, 0, 10, 10]  # (y_min, x_min, y_max, x_max)
+B_APART = [20, 20, 30, 30]
+B_CROSSING = [0, 5, 10, 15]  # overlaps A: IoU 50 / 150
+NEAR_A = [0, 4, 10, 14]  # on A at IoU 60 / 140 < 0.5
+FAR = [40, 40, 50, 50]
+EMPTY = [0, 0, 0, 0]
+
+
+def _seq(gt_boxes, pred_boxes, pred_ids, pred_present, gt_present=None):
+    gt_boxes = np.asarray(gt_boxes, np.float32)  # [T, S, 4]
+    return {"gt_boxes": gt_boxes, "gt_ids": np.arange(gt_boxes.shape[1], dtype=np.int32),
+            "gt_present": np.ones(gt_boxes.shape[:2], bool) if gt_present is None else np.asarray(gt_present),
+            "pred_boxes": np.asarray(pred_boxes, np.float32), "pred_ids": np.asarray(pred_ids, np.int32),
+            "pred_present": np.asarray(pred_present, np.float32)}
+
+
+def _only(counts):
+    """The non-zero cells of a `switch_causes` result."""
+    return {key: n for key, n in counts.items() if n}
+
+
+def _swap(b_box):
+    """Objects 10 and 11 follow digits A and B for two frames, then trade places."""
+    gt = [[A, b_box]] * 3
+    pred = [[A, b_box], [A, b_box], [b_box, A]]
+    return _seq(gt, pred, [[10, 11]] * 3, np.ones([3, 2]))
+
+
+def test_a_swap_of_two_digits_apart_is_two_switches_to_objects_that_tracked_the_other_digit():
+    counts = tracking_errors.switch_causes([_swap(B_APART)])
+    assert _only(counts) == {("matched to another digit, apart", "elsewhere"): 2}
+
+
+def test_a_swap_where_the_digits_cross_is_counted_as_a_crossing():
+    counts = tracking_errors.switch_causes([_swap(B_CROSSING)])
+    # Each digit's old object now sits on the other digit, which overlaps it: "on the digit" at IoU < 0.5.
+    assert _only(counts) == {("matched to another digit, the two overlap", "on the digit, IoU < 0.5"): 2}
+
+
+def test_a_second_object_on_the_digit_that_takes_it_over():
+    gt = [[A]] * 2
+    pred = [[A, NEAR_A], [B_CROSSING, A]]  # object 11 sits on A unmatched, then fits it better than object 10
+    counts = tracking_errors.switch_causes([_seq(gt, pred, [[10, 11]] * 2, np.ones([2, 2]))])
+    assert _only(counts) == {("on this digit at t − 1, unmatched", "on the digit, IoU < 0.5"): 1}
+
+
+def test_a_lost_object_replaced_by_a_new_one_and_an_object_from_elsewhere():
+    gt = [[A]] * 3
+    pred = [[A, EMPTY, FAR], [EMPTY, A, FAR], [EMPTY, FAR, A]]
+    ids = [[10, -1, 12], [10, 11, 12], [10, 11, 12]]
+    present = [[1, 0, 1], [0, 1, 1], [0, 1, 1]]  # 10 lost at t = 1, 11 new there; 12 comes in from afar at t = 2
+    counts = tracking_errors.switch_causes([_seq(gt, pred, ids, present)])
+    assert _only(counts) == {("not detected at t − 1", "not detected"): 1, ("elsewhere at t − 1", "elsewhere"): 1}
+
+
+def test_a_digit_out_of_view_keeps_its_last_object_for_the_switch_count():
+    # TrackEval counts a switch against the last object a digit was matched to, across frames where it is unseen.
+    gt = [[A]] * 3
+    pred = [[A, FAR], [FAR, A], [FAR, A]]
+    present = [[1, 0], [1, 0], [1, 1]]
+    seq = _seq(gt, pred, [[10, 11]] * 3, present, gt_present=[[1], [0], [1]])
+    counts = tracking_errors.switch_causes([seq])
+    assert sum(counts.values()) == 1 == tracking_metrics.evaluate_tracking([seq])["IDSW"]
+
+
+def test_the_switches_sum_to_trackevals_idsw_on_random_tracks():
+    rng = np.random.default_rng(0)
+    sequences = []
+    for _ in range(60):
+        num_frames, digits, slots = 8, 2, 3
+        start = rng.uniform(0, 30, [digits, 2])
+        velocity = rng.uniform(-4, 4, [digits, 2])
+        corner = start[None] + np.arange(num_frames)[:, None, None] * velocity[None]  # [T, S, 2]
+        gt = np.concatenate([corner, corner + 12], -1)  # [T, S, 4]
+        gt_present = rng.uniform(size=[num_frames, digits]) > 0.1
+        # Objects follow the digits with jitter, one more roams; ids get shuffled now and then.
+        pred = np.concatenate([gt + rng.normal(0, 2.5, gt.shape), rng.uniform(0, 40, [num_frames, 1, 4])], 1)
+        pred[..., 2:] = np.maximum(pred[..., 2:], pred[..., :2] + 1)
+        ids = np.tile(np.arange(slots), [num_frames, 1])
+        for t in range(1, num_frames):
+            ids[t] = ids[t - 1][rng.permutation(slots)] if rng.uniform() < 0.3 else ids[t - 1]
+        present = rng.uniform(size=[num_frames, slots]) > 0.15
+        sequences.append(_seq(gt, pred, ids, present, gt_present=gt_present))
+    counts = tracking_errors.switch_causes(sequences)
+    idsw = tracking_metrics.evaluate_tracking(sequences)["IDSW"]
+    assert idsw > 20  # the case is not trivial
+    assert sum(counts.values()) == idsw

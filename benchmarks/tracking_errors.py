@@ -166,8 +166,8 @@ def classify(sequences, size):
     return c
 
 
-SWITCH_NEW = ("not detected at t − 1", "on this digit at t − 1, unmatched", "matched to another digit, the two overlap",
-              "matched to another digit, apart", "elsewhere at t − 1")
+SWITCH_NEW = ("not detected at t − 1", "on this digit at t − 1, unmatched",
+              "matched to another digit, the two overlap", "matched to another digit, apart", "elsewhere at t − 1")
 SWITCH_OLD = ("not detected", "on the digit, IoU < 0.5", "elsewhere")
 
 

@@ -171,72 +171,81 @@ SWITCH_NEW = ("not detected at t − 1", "on this digit at t − 1, unmatched",
 SWITCH_OLD = ("not detected", "on the digit, IoU < 0.5", "elsewhere")
 
 
-def switch_causes(sequences, threshold=0.5):
+def switch_causes(sequences):
     """Identity switches by what the digit's new object q did at t − 1 and where its old object p is at t.
 
-    The matching is TrackEval's CLEAR: per frame, the Hungarian method on IoU plus 1,000 for the pair matched at
-    t − 1, pairs below `threshold` dropped; a switch is a digit matched to another object than the one it was last
-    matched to. So the counts sum to TrackEval's IDSW on the same sequences. q "on this digit" overlaps it at
-    t − 1 without being its match (a second object on one digit, or its object misplaced); "matched to another
-    digit" is a swap, split by whether the two digits' boxes overlap at t (a crossing).
+    The matching is TrackEval's CLEAR, on the inputs `tracking_metrics` gives TrackEval: per frame, the Hungarian
+    method on IoU plus 1,000 for the pair matched in the last matched frame, pairs below IoU 0.5 dropped; a switch
+    is a digit matched to another object than the one it was last matched to. So the counts sum to TrackEval's
+    IDSW on the same sequences. q "on this digit" overlaps it at t − 1 without being its match (a second object on
+    one digit, or its object misplaced); "matched to another digit" is a swap, split by whether the two digits'
+    boxes overlap at t (a crossing).
 
     Returns {(new, old): count} over SWITCH_NEW × SWITCH_OLD.
     """
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
+    from evaluation import tracking_metrics
+
+    eps = np.finfo("float").eps  # TrackEval's tolerance: IoU of exactly 0.5 matches.
     counts = {(new, old): 0 for new in SWITCH_NEW for old in SWITCH_OLD}
     for s in sequences:
-        gt_boxes, gt_present = s["gt_boxes"], s["gt_present"]  # Digits are slots (fixed ids per sequence).
-        boxes, ids, present = s["pred_boxes"], s["pred_ids"], s["pred_present"]
-        last, previous = {}, {}  # digit → its last matched object; object → the digit it matched at t − 1
-        for t in range(gt_boxes.shape[0]):
-            digits = [j for j in range(gt_boxes.shape[1]) if gt_present[t, j]]
-            slots = [n for n in range(boxes.shape[1]) if present[t, n] > 0.5]
-            matched = {}
-            if digits and slots:
-                iou = np.array([[_iou(gt_boxes[t, j], boxes[t, n]) for n in slots] for j in digits])
-                kept = np.array([[previous.get(int(ids[t, n])) == j for n in slots] for j in digits])
-                score = np.where(iou >= threshold, iou + 1000.0 * kept, 0.0)
-                rows, cols = linear_sum_assignment(-score)
-                matched = {digits[r]: slots[q] for r, q in zip(rows, cols) if score[r, q] > 0}
-            for j, n in matched.items():
-                old, new = last.get(j), int(ids[t, n])
+        data = tracking_metrics.sequence_data(*(s[key] for key in tracking_metrics.SEQUENCE_KEYS))
+        # Per frame, the digit and object ids TrackEval sees, laid back out on the slots (−1: absent).
+        digit = np.full(s["gt_boxes"].shape[:2], -1)  # [T, S]
+        obj = np.full(s["pred_boxes"].shape[:2], -1)  # [T, N]
+        for t in range(digit.shape[0]):
+            digit[t, np.asarray(s["gt_present"]).astype(bool)[t]] = data["gt_ids"][t]
+            obj[t, np.flatnonzero(np.asarray(s["pred_present"]).astype(bool)[t] & (s["pred_ids"][t] >= 0))] = \
+                data["tracker_ids"][t]
+        frames = dict(s, digit=digit, obj=obj)
+        last, previous = {}, {}  # digit → its last matched object; digit → its object in the last matched frame
+        per_frame = zip(data["gt_ids"], data["tracker_ids"], data["similarity_scores"])
+        for t, (digits, objects, iou) in enumerate(per_frame):
+            if not len(digits) or not len(objects):
+                continue
+            kept = np.array([[previous.get(j) == n for n in objects] for j in digits])
+            score = np.where(iou < 0.5 - eps, 0.0, iou + 1000.0 * kept)
+            rows, cols = linear_sum_assignment(-score)
+            matched = {int(digits[r]): int(objects[q]) for r, q in zip(rows, cols) if score[r, q] > eps}
+            for j, new in matched.items():
+                old = last.get(j)
                 last[j] = new
-                if old is None or old == new:
-                    continue
-                counts[(_switch_new(s, t, j, new, previous), _switch_old(s, t, j, old))] += 1
-            previous = {int(ids[t, n]): j for j, n in matched.items()}
+                if old is not None and old != new:
+                    counts[(_switch_new(frames, t, j, new, previous), _switch_old(frames, t, j, old))] += 1
+            previous = matched
     return counts
 
 
-def _slot_of(s, t, object_id):
-    """The slot where object `object_id` is detected at frame t, or None."""
-    for n in range(s["pred_boxes"].shape[1]):
-        if s["pred_present"][t, n] > 0.5 and s["pred_ids"][t, n] == object_id:
-            return n
-    return None
+def _box(frames, t, key, i):
+    """The box of digit (key "digit") or object ("obj") i at frame t, or None where it is not there."""
+    import numpy as np
+
+    slots = np.flatnonzero(frames[key][t] == i)
+    return frames["gt_boxes" if key == "digit" else "pred_boxes"][t, slots[0]] if len(slots) else None
 
 
-def _switch_new(s, t, j, new, previous):
+def _switch_new(frames, t, j, new, previous):
     """What digit j's new object did at t − 1 (`switch_causes`)."""
-    n = _slot_of(s, t - 1, new)
-    if n is None:
+    box = _box(frames, t - 1, "obj", new)
+    if box is None:
         return SWITCH_NEW[0]
-    if new in previous:
-        other = previous[new]
-        overlap = s["gt_present"][t, other] and _iou(s["gt_boxes"][t, j], s["gt_boxes"][t, other]) > 0
-        return SWITCH_NEW[2] if overlap else SWITCH_NEW[3]
-    here = s["gt_present"][t - 1, j] and _iou(s["gt_boxes"][t - 1, j], s["pred_boxes"][t - 1, n]) > 0
-    return SWITCH_NEW[1] if here else SWITCH_NEW[4]
+    others = [k for k, n in previous.items() if n == new]
+    if others:
+        other = _box(frames, t, "digit", others[0])
+        crossing = other is not None and _iou(_box(frames, t, "digit", j), other) > 0
+        return SWITCH_NEW[2] if crossing else SWITCH_NEW[3]
+    here = _box(frames, t - 1, "digit", j)
+    return SWITCH_NEW[1] if here is not None and _iou(here, box) > 0 else SWITCH_NEW[4]
 
 
-def _switch_old(s, t, j, old):
+def _switch_old(frames, t, j, old):
     """Where digit j's old object is at t (`switch_causes`)."""
-    n = _slot_of(s, t, old)
-    if n is None:
+    box = _box(frames, t, "obj", old)
+    if box is None:
         return SWITCH_OLD[0]
-    return SWITCH_OLD[1] if _iou(s["gt_boxes"][t, j], s["pred_boxes"][t, n]) > 0 else SWITCH_OLD[2]
+    return SWITCH_OLD[1] if _iou(_box(frames, t, "digit", j), box) > 0 else SWITCH_OLD[2]
 
 
 def main():

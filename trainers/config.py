@@ -317,7 +317,8 @@ PRESETS = {
     # centre has gone out, the largest source of lost MOTA (digits at the edge). From step 0 on two seeds, at step
     # 5,000: MOTA 0.538 and 0.556 against 0.446 and 0.482 for `tracking_penalised`, counting 0.973 and 0.977
     # against 0.961 and 0.956; at 10,000 the gap had mostly closed (seed 0: MOTA 0.618 against 0.594, IDF1 0.746
-    # against 0.752; benchmarks/RESULTS.md, issue 10). Not yet trained to its end.
+    # against 0.752) and at 15,000 seed 0 tracked worse (MOTA 0.661 against 0.699, four times the identity switches;
+    # benchmarks/RESULTS.md, issue 10). An option, not the shipped recipe.
     "tracking_offcanvas": dataclasses.replace(
         _TRACKING_PENALISED, model=dataclasses.replace(_TRACKING_PENALISED.model, where_shift_range=2.0)),
     # Pedestrians from a static camera (`sqair-data from-video`, paper §4.2): MLP-SQAIR on 64×64 crops of 5 frames,

@@ -40,7 +40,8 @@ def _parser():
                              "learns to track in fewer steps), tracking_penalised (tracking_clipped with a cost of "
                              "30 nats per discovered object from step 2,000: fewer identity switches; trained the "
                              "shipped model), tracking_offcanvas (tracking_penalised with glimpses free to follow "
-                             "a digit out of the frame: tracks better at 5,000 steps, about as well at 10,000), pedestrians (64×64 "
+                             "a digit out of the frame: tracks better at 5,000 steps, about as well at 10,000, "
+                             "worse at 15,000 on one seed), pedestrians (64×64 "
                              "video crops from `sqair-data from-video`), demo (the main job's fresh run), debug "
                              "(tests). Default: the run's stored config when resuming, else fast")
     parser.add_argument("--model", choices=models.names(),

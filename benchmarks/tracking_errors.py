@@ -192,14 +192,8 @@ def switch_causes(sequences):
     counts = {(new, old): 0 for new in SWITCH_NEW for old in SWITCH_OLD}
     for s in sequences:
         data = tracking_metrics.sequence_data(*(s[key] for key in tracking_metrics.SEQUENCE_KEYS))
-        # Per frame, the digit and object ids TrackEval sees, laid back out on the slots (−1: absent).
-        digit = np.full(s["gt_boxes"].shape[:2], -1)  # [T, S]
-        obj = np.full(s["pred_boxes"].shape[:2], -1)  # [T, N]
-        for t in range(digit.shape[0]):
-            digit[t, np.asarray(s["gt_present"]).astype(bool)[t]] = data["gt_ids"][t]
-            obj[t, np.flatnonzero(np.asarray(s["pred_present"]).astype(bool)[t] & (s["pred_ids"][t] >= 0))] = \
-                data["tracker_ids"][t]
-        frames = dict(s, digit=digit, obj=obj)
+        # The digit and object ids TrackEval sees, on the slots (−1: absent), to find their boxes by id.
+        frames = dict(s, digit=data["gt_slot_ids"], obj=data["tracker_slot_ids"])  # [T, S], [T, N]
         last, previous = {}, {}  # digit → its last matched object; digit → its object in the last matched frame
         per_frame = zip(data["gt_ids"], data["tracker_ids"], data["similarity_scores"])
         for t, (digits, objects, iou) in enumerate(per_frame):

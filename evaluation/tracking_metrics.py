@@ -98,7 +98,9 @@ def sequence_data(gt_boxes, gt_ids, gt_present, pred_boxes, pred_ids, pred_prese
 
     Returns:
       dict: gt_ids / tracker_ids are lists of T int arrays (the contiguous ids in that frame, in slot order) and
-      similarity_scores a list of T float arrays [num_gt_t, num_tracker_t].
+      similarity_scores a list of T float arrays [num_gt_t, num_tracker_t]; and, for callers that look back at
+      the slots (TrackEval ignores them), gt_slot_ids [T, S] / tracker_slot_ids [T, N]: each slot's contiguous
+      id, -1 where it does not count.
     """
     gt_boxes = np.asarray(gt_boxes, np.float64)  # [T, S, 4]
     pred_boxes = np.asarray(pred_boxes, np.float64)  # [T, N, 4]
@@ -122,7 +124,8 @@ def sequence_data(gt_boxes, gt_ids, gt_present, pred_boxes, pred_ids, pred_prese
 
     data = {"num_timesteps": int(num_timesteps), "num_gt_ids": int(num_gt_ids),
             "num_tracker_ids": int(num_pred_ids), "num_gt_dets": int(gt_valid.sum()),
-            "num_tracker_dets": int(pred_valid.sum()), "gt_ids": [], "tracker_ids": [], "similarity_scores": []}
+            "num_tracker_dets": int(pred_valid.sum()), "gt_ids": [], "tracker_ids": [], "similarity_scores": [],
+            "gt_slot_ids": gt_new, "tracker_slot_ids": pred_new}
     for t in range(num_timesteps):
         data["gt_ids"].append(gt_new[t][gt_valid[t]])  # [G_t]
         data["tracker_ids"].append(pred_new[t][pred_valid[t]])  # [P_t]

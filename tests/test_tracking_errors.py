@@ -77,7 +77,6 @@ def test_a_digit_out_of_view_keeps_its_last_object_for_the_switch_count():
     assert sum(counts.values()) == 1 == tracking_metrics.evaluate_tracking([seq])["IDSW"]
 
 
-
 def test_a_frame_without_objects_does_not_break_the_preference_for_the_last_pair():
     # TrackEval keeps the last matched frame's pairs through a frame where nothing is detected, so object 10, a
     # worse fit than object 11 at t = 2 (IoU 0.6 against 1), keeps the digit: no switch.
@@ -86,6 +85,7 @@ def test_a_frame_without_objects_does_not_break_the_preference_for_the_last_pair
     seq = _seq(gt, pred, [[10, 11]] * 3, [[1, 1], [0, 0], [1, 1]])
     assert tracking_metrics.evaluate_tracking([seq])["IDSW"] == 0
     assert sum(tracking_errors.switch_causes([seq]).values()) == 0
+
 
 @pytest.mark.parametrize("whole_pixels", [False, True])
 def test_the_switches_sum_to_trackevals_idsw_on_random_tracks(whole_pixels):

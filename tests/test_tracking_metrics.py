@@ -79,6 +79,9 @@ def test_sequence_data_format():
     np.testing.assert_array_equal(data["tracker_ids"][0], [0, 1])
     np.testing.assert_array_equal(data["tracker_ids"][2], [0])
     np.testing.assert_array_equal(data["tracker_ids"][3], [0, 2])
+    # The same ids on the slots, -1 where a slot does not count.
+    np.testing.assert_array_equal(data["gt_slot_ids"], [[1, 0]] * 4)
+    np.testing.assert_array_equal(data["tracker_slot_ids"], [[0, 1, -1]] * 2 + [[0, -1, -1], [0, -1, 2]])
     np.testing.assert_allclose(data["similarity_scores"][0], [[1, 0], [0, 1]])
     np.testing.assert_allclose(data["similarity_scores"][3], [[1, 0], [0, 0]])
     shifted = _shifted()

@@ -82,6 +82,11 @@ def _contiguous(ids, valid, name):
     return new_ids, len(unique_ids)
 
 
+def _counted(gt_present, pred_ids, pred_present):
+    """Which slots count (bool [T, S], [T, N]): visible GT objects; predictions present with an id >= 0."""
+    return np.asarray(gt_present).astype(bool), np.asarray(pred_present).astype(bool) & (np.asarray(pred_ids) >= 0)
+
+
 def sequence_data(gt_boxes, gt_ids, gt_present, pred_boxes, pred_ids, pred_present):
     """One sequence in the dict format trackeval's metrics' eval_sequence() take.
 
@@ -111,8 +116,7 @@ def sequence_data(gt_boxes, gt_ids, gt_present, pred_boxes, pred_ids, pred_prese
         raise ValueError(f"GT has {num_timesteps} frames, predictions {pred_boxes.shape[0]}")
     gt_ids = _per_frame(gt_ids, num_timesteps, "gt_ids")  # [T, S]
     pred_ids = _per_frame(pred_ids, num_timesteps, "pred_ids")  # [T, N]
-    gt_valid = np.asarray(gt_present).astype(bool)  # [T, S]
-    pred_valid = np.asarray(pred_present).astype(bool) & (pred_ids >= 0)  # [T, N]
+    gt_valid, pred_valid = _counted(gt_present, pred_ids, pred_present)  # [T, S], [T, N]
     if gt_valid.shape != gt_boxes.shape[:2] or gt_ids.shape != gt_boxes.shape[:2]:
         raise ValueError(f"gt shapes disagree: boxes {gt_boxes.shape}, ids {gt_ids.shape}, present {gt_valid.shape}")
     if pred_valid.shape != pred_boxes.shape[:2] or pred_ids.shape != pred_boxes.shape[:2]:
@@ -209,8 +213,7 @@ def matched_ious(sequences, box_key="pred_boxes"):
     ious = []
     for seq in sequences:
         gt_boxes, pred_boxes = np.asarray(seq["gt_boxes"], np.float64), np.asarray(seq[box_key], np.float64)
-        gt_valid = np.asarray(seq["gt_present"]).astype(bool)  # [T, S]
-        pred_valid = np.asarray(seq["pred_present"]).astype(bool) & (np.asarray(seq["pred_ids"]) >= 0)  # [T, N]
+        gt_valid, pred_valid = _counted(seq["gt_present"], seq["pred_ids"], seq["pred_present"])  # [T, S], [T, N]
         for t in range(gt_boxes.shape[0]):
             iou = _box_ious(gt_boxes[t][gt_valid[t]], pred_boxes[t][pred_valid[t]])  # [G_t, P_t]
             if iou.size:

@@ -48,3 +48,30 @@ def load_model(workdir, checkpoint=None):
     step = tf.Variable(0, dtype=tf.int64)
     tf.train.Checkpoint(model=model, step=step).restore(checkpoint).expect_partial().assert_existing_objects_matched()
     return model, config, int(step.numpy())
+
+
+def resolve_init_source(source):
+    """Where `TrainConfig.init_from` points: (directory holding the source's config.json, checkpoint prefix).
+
+    `source` is, in this order of precedence, a run directory (its latest checkpoint), a shipped model's directory,
+    a checkpoint prefix (RUN/checkpoints/ckpt-N, or a shipped model's weights), or a shipped model's name
+    (`trainers.pretrained`, e.g. 'mnist'). CheckpointError names what is wrong with it.
+    """
+    from trainers import pretrained
+
+    if os.path.isdir(source):
+        prefix = tf.train.latest_checkpoint(os.path.join(source, "checkpoints"))
+        if prefix is None and tf.io.gfile.exists(os.path.join(source, pretrained.WEIGHTS) + ".index"):
+            prefix = os.path.join(source, pretrained.WEIGHTS)
+        if prefix is None:
+            raise CheckpointError(f"init_from {source!r}: the directory has no checkpoint (train it first)")
+        return source, prefix
+    if tf.io.gfile.exists(source + ".index"):
+        parent = os.path.dirname(os.path.abspath(source))
+        directory = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
+        return directory, source
+    if source in pretrained.available():
+        return pretrained.locate(source)
+    shipped = ", ".join(pretrained.available()) or "none"
+    raise CheckpointError(f"init_from {source!r} is not a run directory, a checkpoint prefix or a shipped model "
+                          f"(shipped: {shipped})")

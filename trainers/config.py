@@ -66,6 +66,11 @@ class TrainConfig:
       eval_batch_size: held-out sequences used by the periodic evaluation (full length, K particles).
       max_nonfinite_in_row: stop after this many consecutive skipped (non-finite) updates.
       seed: seed of sampling and data order; the run is a deterministic function of it.
+      init_from: '' (the seed's initial weights) or where a new run takes its first weights from: a run directory
+        (its latest checkpoint), a checkpoint prefix, or a shipped model's name (`trainers.pretrained`). The run
+        starts at that checkpoint's step, so the learning-rate schedule, the curriculum and λ's start continue
+        from there, with a fresh optimizer (`checkpoints.resolve_init_source`). Used once, when the run has no
+        checkpoint yet; its first checkpoint is written at once.
     """
 
     model: model_config_lib.ModelConfig = model_config_lib.ModelConfig()
@@ -96,6 +101,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     max_nonfinite_in_row: int = 20
     seed: int = 0
+    init_from: str = ""
 
     def __post_init__(self):
         models.check_config(self.model_name, self.model)  # A ValueError naming what does not match.

@@ -4,6 +4,7 @@
     sqair-train --workdir runs/fast                       # resume with the run's stored config
     sqair-train --workdir runs/vrnn --model mlp-vrnn --preset fast --data data/mnist   # the VRNN baseline
     sqair-train --workdir runs/x --preset paper --data data/mnist --set learning_rate=3e-5 --set model.hidden_size=128
+    sqair-train --workdir runs/ft --init-from mnist --data data/mnist --steps 30000   # fine-tune the shipped model
 
 The run directory holds config.json (the resolved config), checkpoints/ and tensorboard/ (view with
 `tensorboard --logdir WORKDIR/tensorboard`). A resume with settings that change what the run computes (model,
@@ -52,6 +53,12 @@ def _parser():
     parser.add_argument("--data", help="data directory with train and test splits (`sqair-data generate`); "
                                        "required for a new run, optional on resume")
     parser.add_argument("--steps", type=int, help="train until this global step (default: the preset's total_steps)")
+    parser.add_argument("--init-from", metavar="SOURCE",
+                        help="start a new run from trained weights instead of the seed's: a run directory (its "
+                             "latest checkpoint), a checkpoint prefix, or a shipped model's name (mnist, "
+                             "pedestrians). The run continues from that checkpoint's step (learning-rate schedule, "
+                             "curriculum) with a fresh optimizer, so --steps must be past it; without --preset or "
+                             "--model it takes the source's config (then --set changes it)")
     parser.add_argument("--k", type=int, help="particles per sequence K, as --k of sqair-eval and sqair-export "
                                               "(same as --set num_particles=K; default: the preset's, 5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -112,6 +119,7 @@ def _resolve(args):
     import dataclasses
 
     from sqair_tf import models
+    from trainers import checkpoints
     from trainers import config as config_lib
 
     stored = os.path.join(args.workdir, "config.json")
@@ -122,6 +130,11 @@ def _resolve(args):
         overrides.append(f"total_steps={args.steps}")
     if args.k is not None:
         overrides.append(f"num_particles={args.k}")
+    if args.init_from:
+        source = args.init_from
+        if os.path.exists(source) or os.path.exists(source + ".index"):  # A path, kept valid from any directory.
+            source = os.path.abspath(source)
+        overrides.append(f"init_from={source}")
     if os.path.exists(stored):
         with open(stored) as f:
             base = config_lib.TrainConfig.from_json(f.read())
@@ -130,6 +143,10 @@ def _resolve(args):
             base = config_lib.preset(args.preset, [f"data_dir={base.data_dir}"], model=model)
         elif model != base.model_name:  # The trainer refuses it, naming both models.
             base = dataclasses.replace(base, model_name=model, model=models.preset(model))
+        return base.with_overrides(overrides)
+    if args.init_from and not args.preset and not args.model:  # The source's recipe, on this run's data.
+        directory, _ = checkpoints.resolve_init_source(args.init_from)
+        base = dataclasses.replace(checkpoints.load_config(directory), data_dir="")
         return base.with_overrides(overrides)
     return config_lib.preset(args.preset or "fast", overrides, model=args.model)
 
@@ -140,6 +157,7 @@ def main(argv=None):
         print(f"sqair-train: error: --steps must be ≥ 1, got {args.steps}", file=sys.stderr)
         return 2
     from data_pipelines.errors import DataError
+    from trainers import checkpoints
     from trainers import multi_worker
     from trainers import trainer as trainer_lib
 
@@ -165,7 +183,7 @@ def main(argv=None):
     except (trainer_lib.ClusterError, multi_worker.ClusterStartError) as e:  # Not the input's fault: restart.
         print(f"sqair-train: error: {e}", file=sys.stderr)
         return 1
-    except (trainer_lib.TrainingError, DataError, ValueError) as e:
+    except (trainer_lib.TrainingError, checkpoints.CheckpointError, DataError, ValueError) as e:
         print(f"sqair-train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Saved by the trainer; 128 + the signal, as a shell reports it.

@@ -51,6 +51,7 @@ from sqair_tf import interface
 from sqair_tf import metrics as metrics_lib
 from sqair_tf import models
 from sqair_tf import objectives
+from trainers import checkpoints
 from trainers import config as config_lib
 from trainers import multi_worker
 from trainers import rmsprop_tf1
@@ -268,6 +269,8 @@ class Trainer:
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.log(f"resumed from {latest} at step {int(self.step.numpy())}")
+        elif cfg.init_from:
+            self._initialise_from(cfg.init_from)
         self._loops = {}
         # One replica: the fused step (one XLA cluster). Several, or a multi-worker strategy (whose optimizer
         # update all-reduces, which XLA cannot compile on CPU): compiled forward/backward, update outside.
@@ -282,6 +285,36 @@ class Trainer:
         else:
             self._writers = {name: tf.summary.create_noop_writer() for name in ("train", "eval")}
         self._eval_batch = None
+
+    def _initialise_from(self, source):
+        """Takes the model's weights and the step from `source` (`TrainConfig.init_from`) and saves them as the run's
+        first checkpoint, so an interruption resumes from them rather than from the seed's weights.
+
+        The optimizer's moments start at zero (a shipped model has no optimizer slots, and a run's belong to its own
+        objective), but its update count starts at the source's step, so the learning-rate schedule goes on where
+        the source was. With Adam that count also sets the bias correction, which then assumes moments averaged
+        over many steps: the first hundred or so updates are up to about 6x the scheduled rate (m/√v of zero-started
+        moments), settling within about a thousand."""
+        try:
+            _, prefix = checkpoints.resolve_init_source(source)
+        except checkpoints.CheckpointError as e:
+            raise TrainingError(str(e)) from None
+        try:
+            status = tf.train.Checkpoint(model=self.model, step=self.step).restore(prefix)
+            status.expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TrainingError(f"init_from {source!r}: the weights of {prefix} do not fit the run's model "
+                                f"{self.config.model_name!r} ({first[:300]}); train with the source's config "
+                                f"(no --preset) or a preset of the same architecture") from None
+        step = int(self.step.numpy())
+        # The learning-rate schedule counts optimizer updates (`make_learning_rate`): it continues from the source's.
+        self.optimizer.iterations.assign(step)
+        if step >= self.config.total_steps:
+            raise TrainingError(f"init_from {source!r} is at step {step:,}, and this run stops at total_steps "
+                                f"{self.config.total_steps:,}: pass --steps past {step:,}")
+        self.log(f"initialised from {prefix} at step {step:,} (fresh optimizer); "
+                 f"saved {self.save()}")
 
     # ----------------------------------------------------------------------------------------------------------
     # Configuration and run directory.

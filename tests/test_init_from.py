@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from trainers import checkpoints
 from trainers import pretrained
+from trainers import run_history
 from trainers import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,6 +69,10 @@ def test_a_run_starts_from_another_runs_weights_and_step_with_a_fresh_optimizer(
     # The same command again resumes the run's own checkpoint; it does not start over from the source.
     out = sqair_train(6)
     assert "resumed from" in out and "initialised from" not in out and "done at step 6" in out
+    # The run's training minutes count its own steps (2 → 4 → 6), not the source's two.
+    rate, minutes = run_history.scalars(workdir, "train", "steps_per_sec"), run_history.training_minutes(workdir)
+    assert sorted(minutes) == [4, 6]
+    assert minutes[4] == pytest.approx(2 / rate[4] / 60) and minutes[6] == pytest.approx(minutes[4] + 2 / rate[6] / 60)
 
 
 @pytest.mark.slow

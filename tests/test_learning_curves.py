@@ -36,6 +36,11 @@ def test_training_minutes_sums_each_loops_steps_over_its_rate(tmp_path):
     run = str(tmp_path / "run")
     _write(run, "train", "steps_per_sec", [(60, 1.0), (180, 2.0)])  # 60 steps at 1/s, then 120 at 2/s
     assert run_history.training_minutes(run) == pytest.approx({60: 1.0, 180: 2.0})
+    # A run started from another's weights at step 25,000 counts from there, not from 0.
+    late = str(tmp_path / "late")
+    _write(late, "train", run_history.INIT_STEP_TAG, [(25000, 25000.0)])
+    _write(late, "train", "steps_per_sec", [(25060, 1.0), (25180, 2.0)])
+    assert run_history.training_minutes(late) == pytest.approx({25060: 1.0, 25180: 2.0})
 
 
 def test_compare_pairs_runs_by_position_and_averages_the_window():

@@ -4,6 +4,9 @@ reach each step."""
 import glob
 import os
 
+# Train-writer scalar of a run started from another's weights (`sqair-train --init-from`): the step it began at.
+INIT_STEP_TAG = "init_from_step"
+
 
 def scalars(workdir, writer, tag):
     """{step: value} of the scalar `tag` in WORKDIR/tensorboard/WRITER (writer "train" or "eval").
@@ -28,9 +31,12 @@ def training_minutes(workdir):
 
     Each logged loop of n steps at r steps/s took n / r seconds: compilation after every (re)start is included,
     periodic evaluations and checkpoints are not. They are the machine's minutes, shared with whatever else ran.
+    A run started from another's weights (`sqair-train --init-from`) counts from the step it started at, which
+    its log records; the source's own minutes are not included.
     """
     rate = scalars(workdir, "train", "steps_per_sec")
-    minutes, total, previous = {}, 0.0, 0
+    start = scalars(workdir, "train", INIT_STEP_TAG)
+    minutes, total, previous = {}, 0.0, int(min(start.values())) if start else 0
     for step in sorted(rate):
         total += (step - previous) / rate[step] / 60
         minutes[step], previous = total, step

@@ -55,6 +55,7 @@ from trainers import checkpoints
 from trainers import config as config_lib
 from trainers import multi_worker
 from trainers import rmsprop_tf1
+from trainers import run_history
 
 
 class TrainingError(Exception):
@@ -269,7 +270,8 @@ class Trainer:
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.log(f"resumed from {latest} at step {int(self.step.numpy())}")
-        elif cfg.init_from:
+        initialised = not latest and bool(cfg.init_from)
+        if initialised:
             self._initialise_from(cfg.init_from)
         self._loops = {}
         # One replica: the fused step (one XLA cluster). Several, or a multi-worker strategy (whose optimizer
@@ -284,6 +286,10 @@ class Trainer:
                              for name in ("train", "eval")}
         else:
             self._writers = {name: tf.summary.create_noop_writer() for name in ("train", "eval")}
+        if initialised:  # Where the run's own training begins (`run_history.training_minutes`).
+            step = int(self.step.numpy())
+            with self._writers["train"].as_default():
+                tf.summary.scalar(run_history.INIT_STEP_TAG, step, step=step)
         self._eval_batch = None
 
     def _initialise_from(self, source):

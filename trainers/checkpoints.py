@@ -46,8 +46,15 @@ def load_model(workdir, checkpoint=None):
     h, w, c = config.model.image_shape
     model(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))  # Creates the variables.
     step = tf.Variable(0, dtype=tf.int64)
-    tf.train.Checkpoint(model=model, step=step).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    restore_weights(model, step, checkpoint)
     return model, config, int(step.numpy())
+
+
+def restore_weights(model, step, prefix):
+    """Restores `model`'s weights and the `step` variable from the checkpoint `prefix`, a training checkpoint or a
+    shipped model's weights-only one; anything else it holds (optimizer slots) is ignored. Every variable of the
+    model must be in it (AssertionError otherwise; ValueError when a shape differs)."""
+    tf.train.Checkpoint(model=model, step=step).restore(prefix).expect_partial().assert_existing_objects_matched()
 
 
 def resolve_init_source(source):

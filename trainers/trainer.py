@@ -306,8 +306,7 @@ class Trainer:
         except checkpoints.CheckpointError as e:
             raise TrainingError(str(e)) from None
         try:
-            status = tf.train.Checkpoint(model=self.model, step=self.step).restore(prefix)
-            status.expect_partial().assert_existing_objects_matched()
+            checkpoints.restore_weights(self.model, self.step, prefix)
         except (AssertionError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise TrainingError(f"init_from {source!r}: the weights of {prefix} do not fit the run's model "

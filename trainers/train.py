@@ -171,8 +171,11 @@ def main(argv=None):
         cfg, worker = trainer.config, trainer.worker
         if worker.is_chief:
             workers = f" on {worker.num_workers} workers" if worker.is_multi else ""
+            # The schedule, not only its first rate: a resumed or --init-from run starts part-way along it.
+            decays = (f" ×{cfg.lr_decay:.3g} at {', '.join(f'{b:,}' for b in cfg.lr_boundaries)} updates"
+                      if cfg.lr_boundaries else "")
             print(f"training {cfg.total_steps:,} steps in {os.path.abspath(args.workdir)} "
-                  f"(batch {cfg.batch_size}, K={cfg.num_particles}, {cfg.optimizer} lr {cfg.learning_rate:g}"
+                  f"(batch {cfg.batch_size}, K={cfg.num_particles}, {cfg.optimizer} lr {cfg.learning_rate:g}{decays}"
                   f"{f', gradient norm clipped at {cfg.clip_norm:g}' if cfg.clip_norm else ''}, "
                   f"curriculum {cfg.curriculum_start}→{cfg.max_seq_len} frames every {cfg.curriculum_stage_steps:,} "
                   f"steps, {trainer.strategy.num_replicas_in_sync} replica(s){workers})", flush=True)

@@ -1,0 +1,89 @@
+"""The drawn-box threshold against tracking quality, for one model (issue 10; BUILD.md "Boxes").
+
+An object's box is the bounding box of its rendered glimpse's pixels above a threshold (`glimpse.drawn_boxes`,
+`glimpse.DRAWN_THRESHOLD`). That threshold was chosen on the training split with an early checkpoint (10,000 and
+12,000 steps; benchmarks/RESULTS.md). This scores one model at several thresholds from one inference pass: the best
+of K particles of each of the first `--num` sequences of `--split`, with the same random numbers `sqair-eval` uses
+(seed 0), whose decoded glimpses are then thresholded at each value. Choose on the training split; report the test
+split only for the choice.
+
+Usage:
+    python benchmarks/drawn_threshold_sweep.py (--workdir RUN [--checkpoint PREFIX] | --pretrained NAME) --data DATA
+        [--split train] [--num 300] [--k 5] [--thresholds 0.1,0.15,0.2,0.25,0.3]
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50):
+    """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference, and so
+    the particle chosen, is the same for every threshold."""
+    import numpy as np
+    import tensorflow as tf
+
+    from data_pipelines import dataset as dataset_lib
+    from data_pipelines import records
+    from evaluation import evaluator
+    from evaluation import tracking_metrics
+    from sqair_tf import glimpse
+    from sqair_tf import interface
+
+    keys = tuple(dict.fromkeys(evaluator.OBJECT_BEST + model.box_inputs))
+
+    @tf.function
+    def best_of(frames, seed):
+        outputs = model(frames, seed=seed, num_particles=k)
+        best = interface.best_particle({key: outputs[key] for key in keys},
+                                       interface.sequence_log_weights(outputs, k))  # [B, T, ...] each
+        shift = model.config.where_shift_range
+        boxes = [glimpse.drawn_boxes(best["glimpses"], best["z_where"], best["z_pres"], model.config.image_shape[:2],
+                                     threshold=t, shift_range=shift) for t in thresholds]  # [B, T, N, 4] each
+        return best, boxes
+
+    sequences = {t: [] for t in thresholds}
+    ds, _, manifest = evaluator.stream_batches(data_dir, split, num, batch_size)
+    records.verify_checksums(manifest)
+    for i, batch in enumerate(dataset_lib.checked_batches(ds, manifest)):
+        # The seed `evaluator.evaluate` gives the first (here the only) chunk of batch i.
+        seed_i = tf.random.experimental.stateless_fold_in(tf.constant([seed, i], tf.int32), 0)
+        best, boxes = best_of(batch["frames"], seed_i)
+        best = {key: np.asarray(value) for key, value in best.items()}
+        for t, b in zip(thresholds, boxes):
+            sequences[t].extend(evaluator.tracking_sequences(batch, dict(best, boxes=np.asarray(b))))
+    return {t: tracking_metrics.evaluate_tracking(sequences[t]) for t in thresholds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="run directory (sqair-train --workdir)")
+    source.add_argument("--pretrained", metavar="NAME", help="a shipped model (mnist)")
+    parser.add_argument("--checkpoint", help="checkpoint prefix (default: the run's latest)")
+    parser.add_argument("--data", required=True, help="data directory (sqair-data generate)")
+    parser.add_argument("--split", default="train", help="split to score (default train: choose there)")
+    parser.add_argument("--num", type=int, default=300, help="sequences (default 300)")
+    parser.add_argument("--k", type=int, default=5, help="particles (default 5, the training K)")
+    parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3",
+                        help="comma-separated drawn-box thresholds (default 0.1,0.15,0.2,0.25,0.3)")
+    args = parser.parse_args()
+
+    from trainers import checkpoints
+    from trainers import pretrained
+
+    workdir, checkpoint = (pretrained.locate(args.pretrained) if args.pretrained
+                           else (args.workdir, args.checkpoint))
+    model, _, step = checkpoints.load_model(workdir, checkpoint)
+    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    results = sweep(model, args.data, args.split, args.num, args.k, thresholds)
+    print(f"{args.pretrained or workdir} step {step}, {args.split} split, first {args.num} sequences, K = {args.k}\n")
+    print("| threshold | MOTA | IDF1 | HOTA | FN | FP | ID switches |\n|---|---|---|---|---|---|---|")
+    for t, m in results.items():
+        print(f"| {t:g} | {m['MOTA']:.4f} | {m['IDF1']:.4f} | {m['HOTA']:.4f} | {m['FN']} | {m['FP']} | "
+              f"{m['IDSW']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
 """Shared pytest set-up: quiet TensorFlow logs and strict AutoGraph for every test."""
+import collections
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,8 +14,14 @@ import pytest
 
 def pytest_collection_modifyitems(config, items):
     """Drops `tf.test.TestCase.test_session`, a deprecated context manager pytest collects as a test of every
-    TestCase class and reports as skipped: those were not tests, and they hid real skips."""
+    TestCase class and reports as skipped: those were not tests, and they hid real skips. Then puts the slow files
+    first."""
     items[:] = [item for item in items if item.name != "test_session"]
+    # The files with the most `slow` tests first (stable; tests keep their order within a file): `make test` hands
+    # whole files to its two pytest-xdist processes in this order, and a long file handed out last would leave one
+    # process working alone at the end.
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture(scope="session")

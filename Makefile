@@ -12,7 +12,8 @@ demo: $(VENV)/.installed
 # 2. The whole test suite, with the test extras, in TEST_WORKERS processes (pytest-xdist; one test file per
 #    process at a time, so a file's module fixtures are built once). A test mostly runs TensorFlow's small kernels
 #    one at a time and keeps about one core busy, so two processes use both cores of the machines CI runs on
-#    (BUILD.md "Tests and benchmarks": 1.66x faster than one process, at a memory cost). TEST_WORKERS=0 runs everything in this one process.
+#    (BUILD.md "Tests and benchmarks": 1.66x faster than one process, at a memory cost). TEST_WORKERS=0 runs
+#    everything in one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile

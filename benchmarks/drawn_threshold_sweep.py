@@ -9,7 +9,7 @@ split only for the choice.
 
 Usage:
     python benchmarks/drawn_threshold_sweep.py (--workdir RUN [--checkpoint PREFIX] | --pretrained NAME) --data DATA
-        [--split train] [--num 300] [--k 5] [--thresholds 0.1,0.15,0.2,0.25,0.3]
+        [--split train] [--num 300] [--k 5] [--jit] [--thresholds 0.1,0.15,0.2,0.25,0.3]
 """
 
 import argparse
@@ -18,9 +18,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50):
+def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit_compile=False):
     """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference, and so
-    the particle chosen, is the same for every threshold."""
+    the particle chosen, is the same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA draws other
+    random numbers than the eager kernels; `benchmarks/bench_tracking.py` scores without)."""
     import numpy as np
     import tensorflow as tf
 
@@ -33,7 +34,7 @@ def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50):
 
     keys = tuple(dict.fromkeys(evaluator.OBJECT_BEST + model.box_inputs))
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def best_of(frames, seed):
         outputs = model(frames, seed=seed, num_particles=k)
         best = interface.best_particle({key: outputs[key] for key in keys},
@@ -66,6 +67,7 @@ def main():
     parser.add_argument("--split", default="train", help="split to score (default train: choose there)")
     parser.add_argument("--num", type=int, default=300, help="sequences (default 300)")
     parser.add_argument("--k", type=int, default=5, help="particles (default 5, the training K)")
+    parser.add_argument("--jit", action="store_true", help="XLA-compile the inference (as sqair-eval's default)")
     parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3",
                         help="comma-separated drawn-box thresholds (default 0.1,0.15,0.2,0.25,0.3)")
     args = parser.parse_args()
@@ -77,7 +79,7 @@ def main():
                            else (args.workdir, args.checkpoint))
     model, _, step = checkpoints.load_model(workdir, checkpoint)
     thresholds = tuple(float(t) for t in args.thresholds.split(","))
-    results = sweep(model, args.data, args.split, args.num, args.k, thresholds)
+    results = sweep(model, args.data, args.split, args.num, args.k, thresholds, jit_compile=args.jit)
     print(f"{args.pretrained or workdir} step {step}, {args.split} split, first {args.num} sequences, K = {args.k}\n")
     print("| threshold | MOTA | IDF1 | HOTA | FN | FP | ID switches |\n|---|---|---|---|---|---|---|")
     for t, m in results.items():

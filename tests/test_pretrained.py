@@ -18,7 +18,11 @@ import tensorflow as tf
 from evaluation import cli as eval_cli
 from evaluation import evaluator
 from serving import export
+from sqair_tf import glimpse
 from trainers import pretrained
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import drawn_threshold_sweep  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the full-size shipped model on 200 sequences, and its export
 
@@ -67,6 +71,14 @@ def test_shipped_model_counts_and_tracks_held_out_sequences(test_split, tmp_path
     assert report["counting_accuracy"] >= 0.95, report["counting_accuracy"]
     assert abs(report["counting_accuracy"] - recorded["counting_accuracy"]) < 0.01
     assert report["tracking"]["MOTA"] >= recorded["MOTA"] - 0.02, (report["tracking"]["MOTA"], recorded["MOTA"])
+
+    # benchmarks/drawn_threshold_sweep.py scores the same particles from one inference: its row at the threshold in
+    # use is sqair-eval's, and a high threshold keeps only the brightest pixels, so fewer boxes match.
+    rows = drawn_threshold_sweep.sweep(pretrained.load("mnist")[0], test_split, "test", 200, 5,
+                                       (glimpse.DRAWN_THRESHOLD, 0.5), jit_compile=True)  # as sqair-eval's default
+    for key in ("MOTA", "IDF1", "HOTA", "TP", "FP", "FN", "IDSW"):
+        assert rows[glimpse.DRAWN_THRESHOLD][key] == report["tracking"][key], key
+    assert rows[0.5]["TP"] < rows[glimpse.DRAWN_THRESHOLD]["TP"]
 
 
 def test_python_api_loads_it_by_name():

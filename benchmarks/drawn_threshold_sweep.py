@@ -19,41 +19,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit_compile=False):
-    """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference, and so
-    the particle chosen, is the same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA draws other
-    random numbers than the eager kernels; `benchmarks/bench_tracking.py` scores without)."""
+    """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference
+    (`evaluator.evaluate` with K = `k` in one chunk, as `sqair-eval --chunk K`), and so the particle chosen, is the
+    same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA draws other random numbers than the
+    eager kernels; `benchmarks/bench_tracking.py` scores without)."""
     import numpy as np
-    import tensorflow as tf
 
-    from data_pipelines import dataset as dataset_lib
-    from data_pipelines import records
     from evaluation import evaluator
     from evaluation import tracking_metrics
     from sqair_tf import glimpse
-    from sqair_tf import interface
-
-    keys = tuple(dict.fromkeys(evaluator.OBJECT_BEST + model.box_inputs))
-
-    @tf.function(jit_compile=jit_compile)
-    def best_of(frames, seed):
-        outputs = model(frames, seed=seed, num_particles=k)
-        best = interface.best_particle({key: outputs[key] for key in keys},
-                                       interface.sequence_log_weights(outputs, k))  # [B, T, ...] each
-        shift = model.config.where_shift_range
-        boxes = [glimpse.drawn_boxes(best["glimpses"], best["z_where"], best["z_pres"], model.config.image_shape[:2],
-                                     threshold=t, shift_range=shift) for t in thresholds]  # [B, T, N, 4] each
-        return best, boxes
 
     sequences = {t: [] for t in thresholds}
-    ds, _, manifest = evaluator.stream_batches(data_dir, split, num, batch_size)
-    records.verify_checksums(manifest)
-    for i, batch in enumerate(dataset_lib.checked_batches(ds, manifest)):
-        # The seed `evaluator.evaluate` gives the first (here the only) chunk of batch i.
-        seed_i = tf.random.experimental.stateless_fold_in(tf.constant([seed, i], tf.int32), 0)
-        best, boxes = best_of(batch["frames"], seed_i)
-        best = {key: np.asarray(value) for key, value in best.items()}
-        for t, b in zip(thresholds, boxes):
-            sequences[t].extend(evaluator.tracking_sequences(batch, dict(best, boxes=np.asarray(b))))
+
+    def on_batch(batch, _, best):
+        for t in thresholds:
+            boxes = glimpse.drawn_boxes(best["glimpses"], best["z_where"], best["z_pres"],
+                                        model.config.image_shape[:2], threshold=t,
+                                        shift_range=model.config.where_shift_range)  # [B, T, N, 4]
+            sequences[t].extend(evaluator.tracking_sequences(batch, dict(best, boxes=np.asarray(boxes))))
+
+    evaluator.evaluate(model, data_dir, split, num, k, chunk=k, batch_size=batch_size, seed=seed,
+                       jit_compile=jit_compile, on_batch=on_batch, keep_box_inputs=True)
     return {t: tracking_metrics.evaluate_tracking(sequences[t]) for t in thresholds}
 
 

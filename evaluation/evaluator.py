@@ -49,9 +49,10 @@ def best_keys(model):
     return tuple(dict.fromkeys(keys))
 
 
-def chunk_function(model, chunk, jit_compile=False):
+def chunk_function(model, chunk, jit_compile=False, keep_box_inputs=False):
     """A compiled forward pass over `chunk` particles per sequence returning per-particle quantities [B, c] and the
-    chunk's best particle ([B, T, ...] for the keys of BEST, plus its log weight `best_log_weight` [B])."""
+    chunk's best particle ([B, T, ...] for the keys of BEST, plus its log weight `best_log_weight` [B]; with
+    `keep_box_inputs`, also the model's `box_inputs`, to draw its boxes again another way)."""
 
     keys = best_keys(model)
     extra = tuple(key for key in model.box_inputs if key not in keys)  # Only to draw the best particle's boxes.
@@ -76,7 +77,7 @@ def chunk_function(model, chunk, jit_compile=False):
         if model.has_objects:
             # The drawn-pixel boxes of the best particle only (the model's `boxes` would render every particle).
             best["boxes"] = model.drawn_boxes(best)  # [B, T, N, 4]
-        for key in extra:
+        for key in () if keep_box_inputs else extra:
             best.pop(key)
         best["best_log_weight"] = tf.reduce_max(log_weights, axis=1)
         return quantities, best
@@ -140,7 +141,7 @@ def stream_batches(data_dir, split, num_sequences, batch_size):
 
 
 def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=1000, chunk=50, batch_size=10,
-             seed=0, jit_compile=False, keep_best=False, progress=False, on_batch=None):
+             seed=0, jit_compile=False, keep_best=False, progress=False, on_batch=None, keep_box_inputs=False):
     """Evaluates `model` on a split with K = `num_particles` particles streamed in chunks.
 
     Args:
@@ -152,6 +153,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
       seed: chunk j of batch i samples with seed fold_in([seed, i], j).
       keep_best: also return the best particle's outputs of every sequence (tracking, figures, addition).
       on_batch: optional callback(batch, per_sequence_result, best) after each batch (e.g. tracking metrics).
+      keep_box_inputs: `best` also holds the model's `box_inputs` (`chunk_function`).
 
     Returns:
       dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl and, for a model with
@@ -163,7 +165,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
         raise ValueError(f"num_particles ({num_particles}) must be a multiple of the chunk size ({chunk})")
     ds, total, manifest = stream_batches(data_dir, split, num_sequences, batch_size)
     records.verify_checksums(manifest)
-    run = chunk_function(model, chunk, jit_compile)
+    run = chunk_function(model, chunk, jit_compile, keep_box_inputs)
     start = time.perf_counter()
     sums, seen = {}, 0
     bar = None

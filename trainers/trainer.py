@@ -53,6 +53,7 @@ from sqair_tf import models
 from sqair_tf import objectives
 from trainers import checkpoints
 from trainers import config as config_lib
+from trainers import gradient_registry
 from trainers import multi_worker
 from trainers import rmsprop_tf1
 from trainers import run_history
@@ -732,7 +733,8 @@ class Trainer:
             num = min(boundaries) - step
             start = time.perf_counter()
             try:
-                totals, applied = self._loop_fn(seq_len, self.count_penalty_at(step))(iterator, tf.constant(num))
+                with gradient_registry.custom_gradients_dropped():  # Else each trace outlives the trainer.
+                    totals, applied = self._loop_fn(seq_len, self.count_penalty_at(step))(iterator, tf.constant(num))
             except tf.errors.DataLossError as e:  # A record that went bad after the start: say which shard.
                 raise records.data_loss_error(self.train_manifest, e) from None
             elapsed = time.perf_counter() - start

@@ -77,8 +77,9 @@ def chunk_function(model, chunk, jit_compile=False, keep_box_inputs=False):
         if model.has_objects:
             # The drawn-pixel boxes of the best particle only (the model's `boxes` would render every particle).
             best["boxes"] = model.drawn_boxes(best)  # [B, T, N, 4]
-        for key in () if keep_box_inputs else extra:
-            best.pop(key)
+        if not keep_box_inputs:
+            for key in extra:
+                best.pop(key)
         best["best_log_weight"] = tf.reduce_max(log_weights, axis=1)
         return quantities, best
 

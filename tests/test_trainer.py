@@ -82,7 +82,7 @@ def test_count_penalty_enters_the_loss_at_count_penalty_start(debug_data, tmp_pa
         trainer.train(total_steps=4, finalize=False)
     moved = [np.abs(x - y).max() for x, y in zip(plain.model.get_weights(), late.model.get_weights())]
     assert max(moved) > 1e-4, moved
-    assert set(late._loops) == {(2, 0.0), (2, None)}  # Steps 0–1 and 2 without λ, step 3 with it.
+    assert late._loop_keys == [(2, 0.0), (2, None)]  # Steps 0–1 and 2 without λ, step 3 with it.
 
 
 @pytest.mark.slow

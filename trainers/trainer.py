@@ -274,13 +274,13 @@ class Trainer:
         initialised = not latest and bool(cfg.init_from)
         if initialised:
             self._initialise_from(cfg.init_from)
-        self._loops = {}
+        self._loop = None  # (key, compiled loop) of the current curriculum stage; see `_loop_fn`.
+        self._loop_keys = []  # Every key traced, in order: what the tests read.
         # One replica: the fused step (one XLA cluster). Several, or a multi-worker strategy (whose optimizer
         # update all-reduces, which XLA cannot compile on CPU): compiled forward/backward, update outside.
         self._fused = (self.strategy.num_replicas_in_sync == 1
                        and not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy))
-        self._grad_fn = tf.function(self._loss_and_grads, jit_compile=cfg.jit_compile)
-        self._fused_fn = tf.function(self._fused_step, jit_compile=cfg.jit_compile)
+        self._new_step_fns()
         self._eval_fn = tf.function(self._evaluate_batch)
         if self.worker.is_chief:
             self._writers = {name: tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", name))
@@ -587,12 +587,25 @@ class Trainer:
             self.nonfinite_total.assign_add(tf.cast(finite < 0.5, tf.int64))
         return totals, applied
 
+    def _new_step_fns(self):
+        """Untraced step functions: the split one (forward/backward) and the fused one (with the update)."""
+        self._grad_fn = tf.function(self._loss_and_grads, jit_compile=self.config.jit_compile)
+        self._fused_fn = tf.function(self._fused_step, jit_compile=self.config.jit_compile)
+
     def _loop_fn(self, seq_len, count_penalty=None):
-        """The compiled loop of one curriculum length and one count penalty (`count_penalty_at`)."""
+        """The compiled loop of one curriculum length and one count penalty (`count_penalty_at`).
+
+        Only the current one is kept, with its step functions: both change only as the step grows, so a run never
+        goes back to a loop it left, and each trace holds its graph for as long as its function lives (BUILD.md
+        "Memory")."""
         key = (seq_len, count_penalty)
-        if key not in self._loops:
-            self._loops[key] = tf.function(lambda it, n: self._train_loop(it, n, seq_len, count_penalty))
-        return self._loops[key]
+        if self._loop is None or self._loop[0] != key:
+            if self._loop is not None:
+                self._loop = None  # The old graphs go before the new ones are traced.
+                self._new_step_fns()
+            self._loop = key, tf.function(lambda it, n: self._train_loop(it, n, seq_len, count_penalty))
+            self._loop_keys.append(key)
+        return self._loop[1]
 
     # ----------------------------------------------------------------------------------------------------------
     # Held-out evaluation.
@@ -664,8 +677,8 @@ class Trainer:
         step is finalized like the last one. The first loop's compilation counts against the budget.
 
         Saves a checkpoint every `checkpoint_every` steps, at the end, and when interrupted (Ctrl-C or SIGTERM, then
-        raises `Interrupted`), so an interruption loses nothing; stops with TrainingError after `max_nonfinite_in_row` skipped updates in a
-        row, keeping the last good checkpoint.
+        raises `Interrupted`), so an interruption loses nothing; stops with TrainingError after
+        `max_nonfinite_in_row` skipped updates in a row, keeping the last good checkpoint.
 
         With several workers, every worker calls `train` with the same arguments; a signal on any of them stops all
         at the next loop boundary (`_agreed_stop`), and a lost worker raises ClusterError on the others.

@@ -603,7 +603,13 @@ class Trainer:
             if self._loop is not None:
                 self._loop = None  # The old graphs go before the new ones are traced.
                 self._new_step_fns()
-            self._loop = key, tf.function(lambda it, n: self._train_loop(it, n, seq_len, count_penalty))
+            traced = tf.function(lambda it, n: self._train_loop(it, n, seq_len, count_penalty))
+
+            def loop(iterator, num_steps):
+                with gradient_registry.custom_gradients_dropped():  # Else each trace outlives the trainer.
+                    return traced(iterator, num_steps)
+
+            self._loop = key, loop
             self._loop_keys.append(key)
         return self._loop[1]
 
@@ -746,8 +752,7 @@ class Trainer:
             num = min(boundaries) - step
             start = time.perf_counter()
             try:
-                with gradient_registry.custom_gradients_dropped():  # Else each trace outlives the trainer.
-                    totals, applied = self._loop_fn(seq_len, self.count_penalty_at(step))(iterator, tf.constant(num))
+                totals, applied = self._loop_fn(seq_len, self.count_penalty_at(step))(iterator, tf.constant(num))
             except tf.errors.DataLossError as e:  # A record that went bad after the start: say which shard.
                 raise records.data_loss_error(self.train_manifest, e) from None
             elapsed = time.perf_counter() - start

@@ -38,11 +38,10 @@ def _area(b):
 
 
 def _iou(a, b):
-    """IoU of two (y_min, x_min, y_max, x_max) boxes, max exclusive."""
-    h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    w = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = _area(a) + _area(b) - h * w
-    return h * w / union if union > 0 else 0.0
+    """IoU of two (y_min, x_min, y_max, x_max) boxes, max exclusive: the metrics' own (`tracking_metrics.box_ious`)."""
+    from evaluation import tracking_metrics
+
+    return float(tracking_metrics.box_ious([a], [b])[0, 0])
 
 
 def _at_edge(b, size):
@@ -86,6 +85,8 @@ def classify(sequences, size):
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
+    from evaluation import tracking_metrics
+
     c = {key: 0 for key in ("gt", "tp", "loc", "unmatched", "pure_fp", "loc_edge", "edge", "loc_two", "two",
                             "loc_larger", "loc_smaller", "loc_offset", "loc_lagging", "loc_moved")}
     frames = sequences[0]["gt_boxes"].shape[0] if sequences else 0
@@ -107,7 +108,7 @@ def classify(sequences, size):
             c["gt"] += len(gt)
             pairs = []
             if gt and pred:
-                iou = np.array([[_iou(g, p) for p in pred] for g in gt])
+                iou = tracking_metrics.box_ious(gt, pred)  # [G_t, P_t]
                 rows, cols = linear_sum_assignment(-iou)
                 pairs = [(r, q) for r, q in zip(rows, cols) if iou[r, q] > 0]
             c["unmatched"] += len(gt) - len(pairs)

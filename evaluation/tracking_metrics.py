@@ -50,7 +50,7 @@ from trackeval.metrics import CLEAR, HOTA, Identity
 SEQUENCE_KEYS = ("gt_boxes", "gt_ids", "gt_present", "pred_boxes", "pred_ids", "pred_present")
 
 
-def _box_ious(gt_boxes, pred_boxes):
+def box_ious(gt_boxes, pred_boxes):
     """IoU matrix [G, P] of (y_min, x_min, y_max, x_max) boxes [G, 4] and [P, 4], by TrackEval's helper.
 
     Both sets are reordered to TrackEval's 'x0y0x1y1' layout; with max exclusive, x1 - x0 is the width in pixels.
@@ -133,7 +133,7 @@ def sequence_data(gt_boxes, gt_ids, gt_present, pred_boxes, pred_ids, pred_prese
     for t in range(num_timesteps):
         data["gt_ids"].append(gt_new[t][gt_valid[t]])  # [G_t]
         data["tracker_ids"].append(pred_new[t][pred_valid[t]])  # [P_t]
-        data["similarity_scores"].append(_box_ious(gt_boxes[t][gt_valid[t]], pred_boxes[t][pred_valid[t]]))
+        data["similarity_scores"].append(box_ious(gt_boxes[t][gt_valid[t]], pred_boxes[t][pred_valid[t]]))
     return data
 
 
@@ -215,7 +215,7 @@ def matched_ious(sequences, box_key="pred_boxes"):
         gt_boxes, pred_boxes = np.asarray(seq["gt_boxes"], np.float64), np.asarray(seq[box_key], np.float64)
         gt_valid, pred_valid = _counted(seq["gt_present"], seq["pred_ids"], seq["pred_present"])  # [T, S], [T, N]
         for t in range(gt_boxes.shape[0]):
-            iou = _box_ious(gt_boxes[t][gt_valid[t]], pred_boxes[t][pred_valid[t]])  # [G_t, P_t]
+            iou = box_ious(gt_boxes[t][gt_valid[t]], pred_boxes[t][pred_valid[t]])  # [G_t, P_t]
             if iou.size:
                 rows, cols = linear_sum_assignment(-iou)
                 ious.extend(v for v in iou[rows, cols] if v > 0)

@@ -64,10 +64,10 @@ def test_a_deleted_trainer_leaves_no_traced_training_loop_alive(debug_data, tmp_
 def test_only_the_current_curriculum_stage_keeps_its_traced_loop(debug_data, tmp_path):
     before = _step_graphs()
     trainer = trainer_lib.Trainer(config_lib.preset("debug", [
-        f"data_dir={debug_data}", "total_steps=6", "curriculum_start=2", "max_seq_len=4", "curriculum_stage_steps=2",
+        f"data_dir={debug_data}", "total_steps=4", "curriculum_start=2", "max_seq_len=3", "curriculum_stage_steps=2",
         "steps_per_loop=2", "eval_every=100", "checkpoint_every=100"]), str(tmp_path), progress=False,
         log=lambda *a: None)
     trainer.train(finalize=False)
-    assert trainer._loop_keys == [(2, None), (3, None), (4, None)]  # Three stages traced, the last alive: kept,
+    assert trainer._loop_keys == [(2, None), (3, None)]  # Two stages traced, the last alive: kept,
     # four stages of `debug` held 2.99 GB resident at the end, against 1.37 GB (BUILD.md "Memory").
     assert _step_graphs() == before + 1

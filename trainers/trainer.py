@@ -274,8 +274,8 @@ class Trainer:
         initialised = not latest and bool(cfg.init_from)
         if initialised:
             self._initialise_from(cfg.init_from)
-        self._loop = None  # (key, compiled loop) of the current curriculum stage; see `_loop_fn`.
-        self._loop_keys = []  # Every key traced, in order: what the tests read.
+        self._loop = None  # The compiled loop of the current curriculum stage, the last of `_loop_keys`.
+        self._loop_keys = []  # Every stage's key, in the order traced (`_loop_fn`).
         # One replica: the fused step (one XLA cluster). Several, or a multi-worker strategy (whose optimizer
         # update all-reduces, which XLA cannot compile on CPU): compiled forward/backward, update outside.
         self._fused = (self.strategy.num_replicas_in_sync == 1
@@ -599,9 +599,9 @@ class Trainer:
         goes back to a loop it left, and each trace holds its graph for as long as its function lives (BUILD.md
         "Memory")."""
         key = (seq_len, count_penalty)
-        if self._loop is None or self._loop[0] != key:
-            if self._loop is not None:
-                self._loop = None  # The old graphs go before the new ones are traced.
+        if self._loop_keys[-1:] != [key]:
+            if self._loop_keys:  # A stage left behind: its graphs go before the new ones are traced.
+                self._loop = None
                 self._new_step_fns()
             traced = tf.function(lambda it, n: self._train_loop(it, n, seq_len, count_penalty))
 
@@ -609,9 +609,9 @@ class Trainer:
                 with gradient_registry.custom_gradients_dropped():  # Else each trace outlives the trainer.
                     return traced(iterator, num_steps)
 
-            self._loop = key, loop
+            self._loop = loop
             self._loop_keys.append(key)
-        return self._loop[1]
+        return self._loop
 
     # ----------------------------------------------------------------------------------------------------------
     # Held-out evaluation.

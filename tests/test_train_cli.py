@@ -126,27 +126,41 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from sqair_tf import model as model_lib
-    from trainers import config as config_lib, trainer as trainer_lib
+    from trainers import checkpoints, config as config_lib, trainer as trainer_lib
 
     data, workdir, runs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+    def single_device_model(cfg):  # The same model, built on one device.
+        h, w, c = cfg.model.image_shape
+        ref = model_lib.SQAIR(cfg.model)
+        ref(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))
+        return ref
+
+
+    def replica_spread(trainer):  # Largest difference between the two replicas of any trainable variable.
+        return max(float(np.max(np.abs(v.value.values[0].numpy() - v.value.values[1].numpy())))
+                   for v in trainer.model.trainable_variables)
+
+
+    def replica_gap(trainer, ref):  # Largest |replica − ref| over the replicas of every trainable variable.
+        return max(float(np.max(np.abs(x.numpy() - r.numpy())))
+                   for v, r in zip(trainer.model.trainable_variables, ref.trainable_variables) for x in v.value.values)
 
 
     def one_step(name, overrides):  # One mirrored training step with `overrides`, and one device's same step.
         cfg = config_lib.preset("debug", [f"data_dir={data}", "steps_per_loop=1"] + overrides)
         trainer = trainer_lib.Trainer(cfg, f"{workdir}/{name}", strategy=strategy, progress=False,
                                       log=lambda *a: None)
-
-        # A single-device copy with the same initial weights.
-        h, w, c = cfg.model.image_shape
-        ref = model_lib.SQAIR(cfg.model)
-        ref(tf.zeros([1, 1, h, w, c]), seed=tf.constant([0, 0]))
+        ref = single_device_model(cfg)  # With the same initial weights.
         ref.set_weights(trainer.model.get_weights())
         ref_opt = trainer_lib.make_optimizer(cfg)
 
         first = next(iter(trainer._dataset(0)))  # The batch the trainer's first step sees, one part per replica.
         shards = strategy.experimental_local_results(first)
         metrics = trainer.train(total_steps=1, finalize=False)
+        trainer.save()  # The source of `init_from` below.
 
         seq_len = cfg.seq_len(0, trainer.data_len)
         step_seed = tf.random.experimental.stateless_fold_in(tf.constant([cfg.seed, 0x5EED]), 0)
@@ -160,26 +174,37 @@ MIRRORED = textwrap.dedent("""
         if cfg.clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, cfg.clip_norm)  # TF's own clipping of the summed gradient.
         ref_opt.apply_gradients(zip(grads, ref.trainable_variables))
-
-        replica_diff, ref_diff = 0.0, 0.0
-        for v, r in zip(trainer.model.trainable_variables, ref.trainable_variables):
-            values = [x.numpy() for x in v.value.values]
-            replica_diff = max(replica_diff, float(np.max(np.abs(values[0] - values[1]))))
-            ref_diff = max(ref_diff, float(np.max(np.abs(values[0] - r.numpy()))))
         return {"replicas": strategy.num_replicas_in_sync,
                 "shard_sizes": [int(s["frames"].shape[0]) for s in shards],
                 "loss": metrics["loss"], "ref_loss": loss_sum / cfg.batch_size,
-                "replica_diff": replica_diff, "ref_diff": ref_diff, "grad_norm": norm,
+                "replica_diff": replica_spread(trainer), "ref_diff": replica_gap(trainer, ref), "grad_norm": norm,
                 "logged_grad_norm": metrics.get("grad_norm"), "clipped_fraction": metrics.get("clipped_fraction")}
 
 
-    print(json.dumps({name: one_step(name, overrides) for name, overrides in runs.items()}))
+    def init_from(source):  # `--init-from` under the strategy: every replica starts from the source's weights.
+        cfg = config_lib.preset("debug", [f"data_dir={data}", "steps_per_loop=1", f"init_from={source}",
+                                          "total_steps=2"])
+        trainer = trainer_lib.Trainer(cfg, f"{workdir}/init", strategy=strategy, progress=False,
+                                      log=lambda *a: None)
+        ref, ref_step = single_device_model(cfg), tf.Variable(0, dtype=tf.int64)
+        checkpoints.restore_weights(ref, ref_step, f"{source}/checkpoints/ckpt-1")
+        start = {"source_step": int(ref_step.numpy()), "step": int(trainer.step.numpy()),
+                 "updates": int(trainer.optimizer.iterations.numpy()), "gap": replica_gap(trainer, ref)}
+        trainer.train(total_steps=2, finalize=False)
+        return {**start, "step_after": int(trainer.step.numpy()), "moved": replica_gap(trainer, ref),
+                "replica_diff": replica_spread(trainer)}
+
+
+    results = {name: one_step(name, overrides) for name, overrides in runs.items()}
+    results["init_from"] = init_from(f"{workdir}/plain")
+    print(json.dumps(results))
 """)
 
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_one_device_with_and_without_clipping(debug_data, tmp_path):
-    """Two mirrored runs in one process (one TensorFlow start): the plain `debug` recipe, and one with `clip_norm`.
+    """Two mirrored runs in one process (one TensorFlow start): the plain `debug` recipe, and one with `clip_norm`;
+    then a third that starts from the plain one's checkpoint (`init_from`).
 
     The second checks that `clip_norm` clips the gradient the two replicas apply together, as one device clipping
     their sum would: TF1 RMSProp (its mean square starts at 1) with a large rate makes the update proportional to
@@ -191,6 +216,7 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device_with_and_without_clipp
                          env=ENV, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
+    init = results.pop("init_from")
     for result in results.values():
         assert result["replicas"] == 2 and result["shard_sizes"] == [2, 2]
         assert result["replica_diff"] == 0.0  # Replicas stay identical.
@@ -207,3 +233,8 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device_with_and_without_clipp
     # The logged norm is the summed gradient's, before clipping (each replica's half would be about half of it).
     assert clipped["logged_grad_norm"] == pytest.approx(clipped["grad_norm"], rel=1e-4)
     assert clipped["clipped_fraction"] == 1.0
+
+    # `init_from` under the strategy: both replicas hold the plain run's step-1 weights exactly, the step and the
+    # optimizer's update count (the learning-rate schedule's) go on from it, and a step then trains both alike.
+    assert init["source_step"] == init["step"] == init["updates"] == 1 and init["gap"] == 0.0
+    assert init["step_after"] == 2 and init["moved"] > 0.0 and init["replica_diff"] == 0.0

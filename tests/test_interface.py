@@ -85,6 +85,10 @@ def test_best_particle_representation_and_boxes(name):
 
 
 def _tiny_training(name):
+    # Keras draws the initial weights from its global seed: without this, how far 25 steps raise the bound
+    # depended on what the process had drawn before (mlp-air: +19 to +113 over fresh draws), and a learning test
+    # failed one CI run in many.
+    keras.utils.set_random_seed(0)
     config = config_lib.preset("debug", ["num_particles=3", "batch_size=4"], model=name)
     model = models.build(name, config.model)
     frames = tf.random.stateless_uniform([4, 3, 32, 32, 1], seed=[6, 6]) ** 8  # Sparse bright pixels.

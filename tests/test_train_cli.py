@@ -188,10 +188,9 @@ MIRRORED = textwrap.dedent("""
                                       log=lambda *a: None)
         ref, ref_step = single_device_model(cfg), tf.Variable(0, dtype=tf.int64)
         checkpoints.restore_weights(ref, ref_step, f"{source}/checkpoints/ckpt-1")
-        start = {"source_step": int(ref_step.numpy()), "step": int(trainer.step.numpy()),
-                 "updates": int(trainer.optimizer.iterations.numpy()), "gap": replica_gap(trainer, ref)}
-        trainer.train(total_steps=2, finalize=False)
-        return {**start, "step_after": int(trainer.step.numpy()), "moved": replica_gap(trainer, ref),
+        # Training on from here is the mirrored step checked above; tracing it again would add a minute.
+        return {"source_step": int(ref_step.numpy()), "step": int(trainer.step.numpy()),
+                "updates": int(trainer.optimizer.iterations.numpy()), "gap": replica_gap(trainer, ref),
                 "replica_diff": replica_spread(trainer)}
 
 
@@ -234,7 +233,7 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device_with_and_without_clipp
     assert clipped["logged_grad_norm"] == pytest.approx(clipped["grad_norm"], rel=1e-4)
     assert clipped["clipped_fraction"] == 1.0
 
-    # `init_from` under the strategy: both replicas hold the plain run's step-1 weights exactly, the step and the
-    # optimizer's update count (the learning-rate schedule's) go on from it, and a step then trains both alike.
-    assert init["source_step"] == init["step"] == init["updates"] == 1 and init["gap"] == 0.0
-    assert init["step_after"] == 2 and init["moved"] > 0.0 and init["replica_diff"] == 0.0
+    # `init_from` under the strategy: both replicas hold the plain run's step-1 weights exactly, and the step and
+    # the optimizer's update count (the learning-rate schedule's) go on from it.
+    assert init["source_step"] == init["step"] == init["updates"] == 1
+    assert init["gap"] == 0.0 and init["replica_diff"] == 0.0

@@ -94,8 +94,8 @@ def test_wall_clock_budget_stops_after_the_loop_that_ends_past_it_and_finalizes(
     assert int(trainer.step.numpy()) == 2
     assert os.path.basename(trainer.manager.latest_checkpoint) == "ckpt-2"  # Finalized: saved at step 2...
     assert any(line.startswith("step 2: held-out counting accuracy") for line in lines)  # ...and evaluated.
-    trainer.train(total_steps=6, max_seconds=3600.0)  # A budget it does not reach: the step count ends it.
-    assert int(trainer.step.numpy()) == 6
+    trainer.train(total_steps=4, max_seconds=3600.0)  # A budget it does not reach: the step count ends it.
+    assert int(trainer.step.numpy()) == 4  # (4, not further: past it the curriculum's next length is traced.)
 
 
 @pytest.mark.slow
@@ -106,8 +106,10 @@ def test_shard_corrupted_mid_run_stops_with_its_name_and_keeps_the_last_checkpoi
 
     data = str(tmp_path / "data")
     shutil.copytree(debug_data, data)
-    trainer = trainer_lib.Trainer(_config(data, "total_steps=60", "checkpoint_every=4"), str(tmp_path / "run"),
-                                  progress=False, log=lambda *a: None)
+    # One curriculum length throughout (each new length traces another loop, ~20 s, and is tested elsewhere).
+    overrides = ("total_steps=60", "checkpoint_every=4", "curriculum_stage_steps=1000")
+    trainer = trainer_lib.Trainer(_config(data, *overrides), str(tmp_path / "run"), progress=False,
+                                  log=lambda *a: None)
     trainer.train(total_steps=4)  # Checkpoint at step 4; the 64 sequences are all in the shuffle buffer by now.
     shard = os.path.join(data, "train-00000-of-00001.tfrecord")
     with open(shard, "r+b") as f:  # Goes bad after the start-up check: met when the next epoch re-reads it.
@@ -118,8 +120,8 @@ def test_shard_corrupted_mid_run_stops_with_its_name_and_keeps_the_last_checkpoi
     latest = trainer.manager.latest_checkpoint
     stopped_at = int(latest.rsplit("-", 1)[1])
     assert 4 <= stopped_at < 60 and stopped_at % 4 == 0  # One full epoch is 16 steps: it stopped in the 2nd.
-    restored = trainer_lib.Trainer(_config(debug_data, "total_steps=60", "checkpoint_every=4"),
-                                   str(tmp_path / "run"), progress=False, log=lambda *a: None)
+    restored = trainer_lib.Trainer(_config(debug_data, *overrides), str(tmp_path / "run"), progress=False,
+                                   log=lambda *a: None)
     assert int(restored.step.numpy()) == stopped_at  # The checkpoint is whole and loads.
 
 
@@ -206,8 +208,8 @@ def test_fused_step_applies_the_clipped_gradient(debug_data, tmp_path):
 
 @pytest.mark.slow
 def test_stops_after_too_many_non_finite_updates_and_keeps_the_last_good_checkpoint(debug_data, tmp_path):
-    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20"), str(tmp_path), progress=False,
-                                  log=lambda *a: None)
+    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20", "curriculum_stage_steps=1000"), str(tmp_path),
+                                  progress=False, log=lambda *a: None)  # One length: one loop to trace.
     trainer.train(total_steps=4)  # Checkpoint at step 4. The limit (3) is checked between loops of 2 steps.
     good = [v.numpy() for v in trainer.model.weights]
     scale = next(v for v in trainer.model.trainable_variables if "output_scale" in v.path)
@@ -242,7 +244,7 @@ def test_data_of_the_wrong_size_is_refused(debug_data, tmp_path):
 @pytest.mark.slow
 def test_tensorboard_has_scalars_images_and_hparams(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lambda *a: None)
-    trainer.train()
+    trainer.train(total_steps=4)  # Step 4 logs every kind; the preset's 8 would trace a second length's loop.
     tags = set()
     for path in glob.glob(str(tmp_path / "tensorboard" / "*" / "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):

@@ -24,16 +24,17 @@ def _train(*args, timeout=600):
 @pytest.mark.slow
 def test_cli_trains_resumes_and_refuses(debug_data, tmp_path, capsys):
     workdir = str(tmp_path / "run")
-    done = _train("--workdir", workdir, "--preset", "debug", "--data", debug_data, "--no-progress")
+    # 4 steps at L = 2, then 2 more at L = 3: each run traces one curriculum length's loop (~20 s each).
+    done = _train("--workdir", workdir, "--preset", "debug", "--data", debug_data, "--steps", "4", "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "done at step 8" in done.stdout and "held-out counting accuracy" in done.stdout
+    assert "done at step 4" in done.stdout and "held-out counting accuracy" in done.stdout
     assert os.path.exists(os.path.join(workdir, "config.json"))
-    assert os.path.exists(os.path.join(workdir, "checkpoints", "ckpt-8.index"))
+    assert os.path.exists(os.path.join(workdir, "checkpoints", "ckpt-4.index"))
     assert os.listdir(os.path.join(workdir, "tensorboard", "train"))
 
-    more = _train("--workdir", workdir, "--steps", "10", "--no-progress")  # Resume with the stored config.
+    more = _train("--workdir", workdir, "--steps", "6", "--no-progress")  # Resume with the stored config.
     assert more.returncode == 0, more.stderr[-2000:]
-    assert "resumed from" in more.stdout and "done at step 10" in more.stdout
+    assert "resumed from" in more.stdout and "done at step 6" in more.stdout
 
     # The refusals, through the same `main` in this process (a process start each would only add TensorFlow's
     # import; `run` is `sys.exit(main())`).
@@ -98,7 +99,8 @@ def test_ctrl_c_and_sigterm_save_the_current_step(debug_data, tmp_path):
         workdir = str(tmp_path / signal.Signals(signum).name)
         proc = subprocess.Popen([sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug",
                                  "--data", debug_data, "--steps", "100000", "--set", "checkpoint_every=2",
-                                 "--set", "eval_every=100000", "--no-progress"],
+                                 "--set", "eval_every=100000", "--set", "curriculum_stage_steps=100000",
+                                 "--no-progress"],  # One length: the signal never waits for a second trace.
                                 cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         runs[signum] = (workdir, proc, returncode)
     deadline = time.time() + 600

@@ -43,10 +43,6 @@ class ModelConfig:
         (`spatial_transformer.where_to_transform`). 1 in the paper, which keeps every glimpse's centre inside the
         canvas, so an object cannot follow a digit whose centre has left it; 2 lets it (BUILD.md "Options beyond
         the paper").
-      hold_what_off_canvas: if True, PROP's appearance update is weighted by the share v of the object's new glimpse
-        that lies on the canvas: what_loc = v·(the paper's gated mix) + (1 − v)·z_what_{t−1}, so an object whose
-        glimpse has left the canvas keeps drawing the digit it carries (False in the paper; BUILD.md "Options
-        beyond the paper").
       architecture: 'mlp' (MLP-SQAIR, the paper's released model) or 'conv' (CONV-SQAIR: convolutional image and
         glimpse encoders and a sub-pixel glimpse decoder, BUILD.md "Models"; needs a glimpse size divisible by 4).
     """
@@ -74,7 +70,6 @@ class ModelConfig:
     gate_bias_init: float = 1.0
     mask_bias_init: float = 1.0
     where_shift_range: float = 1.0
-    hold_what_off_canvas: bool = False
     architecture: str = "mlp"
 
     def __post_init__(self):
@@ -94,8 +89,6 @@ class ModelConfig:
         for name in ("output_std", "min_std", "gate_scale", "where_shift_range"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not isinstance(self.hold_what_off_canvas, bool):
-            raise ValueError(f"hold_what_off_canvas must be True or False, got {self.hold_what_off_canvas!r}")
         _check_architecture(self.architecture)
         if self.architecture == "conv" and self.glimpse_size % 4:
             raise ValueError(f"the conv architecture needs a glimpse_size divisible by 4, got {self.glimpse_size}")

@@ -5,8 +5,7 @@ its old location plus a learned offset Δ, masked by a learned soft attention ov
 ĝ. A "relation" RNN then runs over the objects in slot order, so each object's update sees the already-updated
 latents of the objects before it; a per-object temporal GRU carries appearance memory across time. Each object
 then samples a new where (a full-covariance Gaussian, residual on the old where), a new what (a gated mix of its
-old code, the glimpse's estimate and the temporal state's estimate; with `hold_what_off_canvas`, weighted by how
-much of the glimpse lies on the canvas) and whether it is still present (a Bernoulli
+old code, the glimpse's estimate and the temporal state's estimate) and whether it is still present (a Bernoulli
 gated by its presence at t−1: once gone, never back).
 
 Which temporal state is used where (BUILD.md O7.6): the t−1 state h^T_{t−1} feeds Δ, both glimpse masks, the where
@@ -131,9 +130,6 @@ class PropagationCore(keras.layers.Layer):
             gates = cfg.gate_scale * tf.sigmoid(self.what_gates(temporal))  # [BK, 3D]
             forget, gate_in, gate_temporal = tf.split(gates, 3, axis=-1)  # [BK, D] each
             what_loc = forget * what_tm1 + (1 - gate_in) * glimpse_loc + (1 - gate_temporal) * temporal_loc
-            if cfg.hold_what_off_canvas:  # Only the share of the glimpse on the canvas may change the appearance.
-                visible = spatial_transformer.visible_fraction(z_where, cfg.where_shift_range)[:, None]  # [BK, 1]
-                what_loc = visible * what_loc + (1 - visible) * what_tm1
             what_scale = (1 - gate_in) * glimpse_scale + (1 - gate_temporal) * temporal_scale
             z_what = gaussian_sample(what_loc, what_scale, seed_what)  # [BK, D]
 

@@ -247,27 +247,6 @@ def render_kernels(
     return kernel_y, kernel_x
 
 
-def visible_fraction(z_where: tf.Tensor, shift_range: float = 1.0) -> tf.Tensor:
-    """The share of a glimpse's footprint that lies on the canvas, in [0, 1].
-
-    Per axis the glimpse samples the normalised source coordinates s·u + t for u ∈ [−1, 1], and the canvas's pixel
-    centres span [−1, 1], so the share of that axis on the canvas is the overlap of [t − s, t + s] with [−1, 1]
-    divided by 2s; the footprint's share is the product over x and y. With the paper's shift (c = 1) the centre
-    is on the canvas and the share is at least 1/4; with c > 1 it reaches 0 (BUILD.md "Options beyond the paper").
-    Differentiable almost everywhere (piecewise rational in scale and shift).
-
-    Args:
-      z_where: [..., 4] logits (s_x, s_y, t_x, t_y).
-      shift_range: c of `where_to_transform`.
-
-    Returns:
-      [...] the visible share, same dtype as `z_where`.
-    """
-    scale, shift = where_to_transform(z_where, shift_range)  # [..., 2] each, (x, y)
-    overlap = tf.minimum(shift + scale, 1.0) - tf.maximum(shift - scale, -1.0)  # [..., 2]
-    return tf.reduce_prod(tf.clip_by_value(overlap / (2.0 * scale), 0.0, 1.0), axis=-1)  # [...]
-
-
 def boxes_from_where(z_where: tf.Tensor, image_size: Sequence[int], shift_range: float = 1.0) -> tf.Tensor:
     """Pixel bounding boxes of the glimpses, for drawing (the original's `stn_to_pixel_coords`, BUILD.md O2.3).
 

@@ -10,7 +10,6 @@ from sqair_tf import interface
 from sqair_tf import config as config_lib
 from sqair_tf import model as model_lib
 from sqair_tf import objectives
-from sqair_tf import spatial_transformer as st
 from sqair_tf import timestep
 
 DEBUG = config_lib.preset("debug")
@@ -234,40 +233,3 @@ def test_where_shift_range_reaches_rendering_and_boxes(debug_model):
     np.testing.assert_allclose(out["canvas"], canvas, atol=1e-5)
     paper = debug_model(frames, seed=SEED, num_particles=2)
     assert np.all(np.isfinite(out["log_weight"])) and not np.allclose(out["log_weight"], paper["log_weight"])
-
-
-def test_hold_what_off_canvas_keeps_the_code_of_an_object_whose_glimpse_left_the_canvas():
-    """`hold_what_off_canvas` (BUILD.md "Options beyond the paper"): PROP's appearance mean is v·(the paper's mix)
-    + (1 − v)·z_what_{t−1}, v the new glimpse's share on the canvas. With the where update zeroed and its noise at
-    the floor, a glimpse one half-width beyond the edge (v = 0) keeps its old code exactly; one inside (v = 1) gets
-    the paper's update, the same as with the option off; one straddling the edge gets the mix in between. The
-    object under test is slot 0 of each row: later slots see the earlier slots' new codes (the relation RNN)."""
-    wide = dataclasses.replace(DEBUG, where_shift_range=2.0)
-    models = {hold: model_lib.SQAIR(dataclasses.replace(wide, hold_what_off_canvas=hold)) for hold in (False, True)}
-    for model in models.values():
-        model(_frames(1, 2, config=wide), seed=SEED)
-    models[True].set_weights(models[False].get_weights())
-    n, d = wide.num_slots, wide.z_what_dim
-    rng = np.random.default_rng(0)
-    edge = 2.0 * np.arctanh(0.5)  # 2·tanh(edge/2) = 1: the centre on the bottom row
-    # Rows: wholly beyond the right edge; small and central; centred on the bottom edge (v = 1/2).
-    first = np.array([[-3.0, -3.0, 40.0, 0.0], [-1.0, -1.0, 0.2, -0.1], [-1.0, -1.0, 0.0, edge]])  # [BK, 4]
-    z_where_tm1 = tf.constant(np.stack([first] + [rng.normal(size=(3, 4))] * (n - 1), axis=1), tf.float32)
-    z_what_tm1 = tf.constant(rng.normal(size=(3, n, d)), tf.float32)  # [BK, N, D]
-    args = (_frames(3, 1, config=wide)[:, 0], z_what_tm1, z_where_tm1, tf.ones([3, n]),
-            tf.constant(rng.normal(size=(3, n, wide.hidden_size)), tf.float32), SEED)
-    outs = {}
-    for hold, model in models.items():
-        prop = model.cell.propagation
-        kernel, bias = prop.where_mlp.weights[-2:]  # the output layer: where_loc = where_tm1, std at its floor
-        kernel.assign(tf.zeros_like(kernel))
-        bias.assign(tf.concat([tf.zeros([4]), tf.fill([4], -30.0)], 0))
-        outs[hold] = prop(*args)
-    visible = st.visible_fraction(outs[True]["z_where"][:, 0], 2.0).numpy()  # [BK]
-    np.testing.assert_array_equal(visible[:2], [0.0, 1.0])
-    assert 0.4 < visible[2] < 0.6
-    held, free, old = outs[True]["what_loc"].numpy()[:, 0], outs[False]["what_loc"].numpy()[:, 0], z_what_tm1[:, 0]
-    np.testing.assert_array_equal(held[0], old[0])
-    assert np.abs(free[0] - old[0]).max() > 1e-2  # the paper's update does move it
-    np.testing.assert_allclose(held[1], free[1], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(held[2], visible[2] * free[2] + (1 - visible[2]) * old[2], atol=1e-5)

@@ -13,6 +13,10 @@ from trainers import config as config_lib
 from trainers import trainer as trainer_lib
 
 
+# An override past every run here: one curriculum length, so one training loop to trace (~20 s each on `debug`).
+ONE_LENGTH = "curriculum_stage_steps=1000"
+
+
 def _config(data, *overrides):
     return config_lib.preset("debug", [f"data_dir={data}", *overrides])
 
@@ -31,7 +35,7 @@ def _fixed_batch_iwae(trainer, batch):
 @pytest.mark.slow
 def test_loss_falls_within_a_few_dozen_steps(debug_data, tmp_path):
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=40", "steps_per_loop=10", "eval_every=40",
-                                          "checkpoint_every=40", "curriculum_stage_steps=1000"),
+                                          "checkpoint_every=40", ONE_LENGTH),
                                   str(tmp_path), progress=False, log=lambda *a: None)
     batch = next(iter(trainer._dataset(0)))
     before = _fixed_batch_iwae(trainer, batch)
@@ -106,8 +110,7 @@ def test_shard_corrupted_mid_run_stops_with_its_name_and_keeps_the_last_checkpoi
 
     data = str(tmp_path / "data")
     shutil.copytree(debug_data, data)
-    # One curriculum length throughout (each new length traces another loop, ~20 s, and is tested elsewhere).
-    overrides = ("total_steps=60", "checkpoint_every=4", "curriculum_stage_steps=1000")
+    overrides = ("total_steps=60", "checkpoint_every=4", ONE_LENGTH)  # Crossing lengths is tested elsewhere.
     trainer = trainer_lib.Trainer(_config(data, *overrides), str(tmp_path / "run"), progress=False,
                                   log=lambda *a: None)
     trainer.train(total_steps=4)  # Checkpoint at step 4; the 64 sequences are all in the shuffle buffer by now.
@@ -208,8 +211,8 @@ def test_fused_step_applies_the_clipped_gradient(debug_data, tmp_path):
 
 @pytest.mark.slow
 def test_stops_after_too_many_non_finite_updates_and_keeps_the_last_good_checkpoint(debug_data, tmp_path):
-    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20", "curriculum_stage_steps=1000"), str(tmp_path),
-                                  progress=False, log=lambda *a: None)  # One length: one loop to trace.
+    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=20", ONE_LENGTH), str(tmp_path), progress=False,
+                                  log=lambda *a: None)
     trainer.train(total_steps=4)  # Checkpoint at step 4. The limit (3) is checked between loops of 2 steps.
     good = [v.numpy() for v in trainer.model.weights]
     scale = next(v for v in trainer.model.trainable_variables if "output_scale" in v.path)

@@ -23,7 +23,7 @@ replacement). TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
     python benchmarks/tracking_errors.py RUN [--checkpoint PREFIX] [--num 1000] [--k 5] [--data DATA]
-        [--figure PNG [--figure-place along]]
+        [--refine-steps N] [--figure PNG [--figure-place along]]
 """
 
 import argparse
@@ -250,6 +250,8 @@ def main():
     parser.add_argument("--num", type=int, default=1000, help="held-out test sequences (default 1000)")
     parser.add_argument("--k", type=int, default=5, help="particles (default 5)")
     parser.add_argument("--data", help="data directory (default: the run's own)")
+    parser.add_argument("--refine-steps", type=int, default=0,
+                        help="boxes of latents refined by this many steps (sqair-eval --refine-steps; default 0)")
     parser.add_argument("--figure", help="also write this PNG: inputs over reconstructions (boxes coloured by id) of "
                                          "the first 6 sequences where a digit in --figure-place is missed or "
                                          "mislocalised")
@@ -286,7 +288,7 @@ def main():
                         shown[key].append(np.asarray(best[key][b]))
 
     evaluator.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
-                        seed=0, jit_compile=True, on_batch=on_batch, progress=True)
+                        seed=0, jit_compile=True, on_batch=on_batch, progress=True, refine_steps=args.refine_steps)
     t = tracking_metrics.evaluate_tracking(sequences)
     c = classify(sequences, size)
     if args.figure and shown["frames"]:
@@ -297,7 +299,8 @@ def main():
         print(f"wrote {args.figure}: {len(shown['frames'])} sequences with a digit missed or mislocalised "
               f"({args.figure_place})")
     gt = c["gt"]
-    print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}")
+    print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}, "
+          f"{args.refine_steps} refinement steps")
     print(f"TrackEval: MOTA {t['MOTA']:.4f} = 1 − (FN {t['FN']} + FP {t['FP']} + IDSW {t['IDSW']}) / {gt}")
     print("| cause | boxes | share of GT | MOTA lost |\n|---|---|---|---|")
     rows = [("matched at IoU ≥ 0.5", c["tp"], 0),

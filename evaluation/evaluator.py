@@ -86,6 +86,18 @@ def chunk_function(model, chunk, jit_compile=False, keep_box_inputs=False):
     return tf.function(run, jit_compile=jit_compile)
 
 
+def refine_function(model, steps, jit_compile=False):
+    """A compiled (frames [B, T, H, W, C], best) → the refined outputs of the best particle (`model.refine`) that
+    it holds: z_what, z_where, canvas, glimpse_boxes, boxes and, if kept, glimpses."""
+
+    def run(frames, best):
+        refined = model.refine(frames, {key: best[key] for key in ("z_what", "z_where", "z_pres")}, steps)
+        keys = ("z_what", "z_where", "canvas", "glimpse_boxes", "boxes") + (("glimpses",) if "glimpses" in best else ())
+        return {key: refined[key] for key in keys}
+
+    return tf.function(run, jit_compile=jit_compile)
+
+
 class StreamingReducer:
     """Reduces particles chunk by chunk: IWAE, ELBO, ESS and importance-weighted means, in float64."""
 
@@ -142,7 +154,8 @@ def stream_batches(data_dir, split, num_sequences, batch_size):
 
 
 def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=1000, chunk=50, batch_size=10,
-             seed=0, jit_compile=False, keep_best=False, progress=False, on_batch=None, keep_box_inputs=False):
+             seed=0, jit_compile=False, keep_best=False, progress=False, on_batch=None, keep_box_inputs=False,
+             refine_steps=0):
     """Evaluates `model` on a split with K = `num_particles` particles streamed in chunks.
 
     Args:
@@ -155,6 +168,9 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
       keep_best: also return the best particle's outputs of every sequence (tracking, figures, addition).
       on_batch: optional callback(batch, per_sequence_result, best) after each batch (e.g. tracking metrics).
       keep_box_inputs: `best` also holds the model's `box_inputs` (`chunk_function`).
+      refine_steps: with a model with objects, refine the best particle's latents of each sequence by this many
+        steps on its frames (`SequenceModel.refine`, BUILD.md "Boxes") before its boxes, canvas and tracks are
+        read; the particle-averaged quantities (likelihood, KL, counts) are those of the amortised posterior.
 
     Returns:
       dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl and, for a model with
@@ -167,6 +183,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     ds, total, manifest = stream_batches(data_dir, split, num_sequences, batch_size)
     records.verify_checksums(manifest)
     run = chunk_function(model, chunk, jit_compile, keep_box_inputs)
+    refine = refine_function(model, refine_steps, jit_compile) if refine_steps and model.has_objects else None
     start = time.perf_counter()
     sums, seen = {}, 0
     bar = None
@@ -181,6 +198,8 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
             quantities = {key: value.numpy() for key, value in quantities.items()}
             best = {key: value.numpy() for key, value in best.items()} if (keep_best or on_batch) else None
             reducer.add(quantities, best)
+        if refine is not None and reducer.best is not None:
+            reducer.best.update((key, value.numpy()) for key, value in refine(batch["frames"], reducer.best).items())
         result = reducer.result()
         for key, value in result.items():
             sums[key] = sums.get(key, 0.0) + float(np.sum(value))

@@ -25,8 +25,10 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
          z_what          float32 [B, T, N, D]     appearance codes
          log_weight      float32 [B]              log importance weight of the returned particle (sum over T)
     Inference runs K particles (--k) with a fixed internal seed and returns the highest-weight particle, so the
-    same request always gives the same answer. Particle noise is drawn per batch row, so a sequence's answer can
-    depend on the other sequences sent with it (relevant if TF Serving's request batching is on).
+    same request always gives the same answer. With --refine-steps N, that particle's object latents are refined
+    by N gradient steps on each frame before the boxes, reconstruction and z_what are read. Particle noise is
+    drawn per batch row, so a sequence's answer can depend on the other sequences sent with it (relevant if TF
+    Serving's request batching is on).
   generate
     in:  frames float32 [B, T_obs, H, W, 1] (observed, in [0, 1]), num_steps int32 [], seed int32 [2]
     out: frames float32 [B, num_steps, H, W, 1], presence, boxes, object_ids of the imagined steps (as `track`)
@@ -146,11 +148,13 @@ def _generated(outputs):
     return answer
 
 
-def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
+def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0):
     """The endpoint functions and their input signatures, for `keras.export.ExportArchive.add_endpoint`.
 
     A model with objects gets `track`, `generate` and `sample`; a model without objects (VRNN) has nothing to
-    track and gets `reconstruct` (its `reconstruction` and `log_weight`) in place of `track`.
+    track and gets `reconstruct` (its `reconstruction` and `log_weight`) in place of `track`. With `refine_steps`,
+    `track` and `track_window` answer with the best particle's latents refined on the frames
+    (`SequenceModel.refine`); the state `track_window` hands on stays the amortised one.
 
     Returns:
       dict name → (fn, input_signature), in the order the endpoints are added (`track` or `reconstruct` first,
@@ -164,20 +168,23 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
     k = int(num_particles)
 
     def best_of(frames, keys):
-        """The highest-weight of K particles [B, T, ...] and its sequence log weight [B]."""
+        """The highest-weight of K particles [B, T, ...], its sequence log weight [B] and the checked frames."""
         frames = _checked_frames(frames, image_shape)  # [B, T, H, W, C]
         outputs = model(frames, seed=tf.constant(TRACK_SEED, tf.int32), num_particles=k)  # [T, BK, ...]
         log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
         best = interface.best_particle({key: outputs[key] for key in keys}, log_weights)  # [B, T, ...]
-        return best, tf.reduce_max(log_weights, axis=1)
+        return best, tf.reduce_max(log_weights, axis=1), frames
 
     def reconstruct(frames):
-        best, log_weight = best_of(frames, ("canvas",))
+        best, log_weight, _ = best_of(frames, ("canvas",))
         return {"reconstruction": best["canvas"], "log_weight": log_weight}  # [B, T, H, W, C], [B]
 
+    def refined(frames, best):
+        return model.refine(frames, best, refine_steps) if refine_steps else best
+
     def track(frames):
-        best, log_weight = best_of(frames, TRACK_KEYS)
-        return _track_answer(best, log_weight)
+        best, log_weight, frames = best_of(frames, TRACK_KEYS + ("z_where",))
+        return _track_answer(refined(frames, best), log_weight)
 
     def initial_state(num_sequences):
         num_sequences = _checked_count(num_sequences, "num_sequences")
@@ -190,7 +197,7 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES):
         state = _checked_state(state, tf.shape(frames)[0], frames_seen)
         best, log_weight, next_state = model.track_window(
             frames, state, frames_seen, tf.constant(TRACK_SEED, tf.int32), k)
-        answer = _track_answer(best, log_weight)
+        answer = _track_answer(refined(frames, best), log_weight)
         answer["presence_prob"] = best["presence_prob"]  # [B, T, N]
         answer.update(_state_answer(next_state))
         answer["frames_seen"] = frames_seen + tf.shape(frames)[1]
@@ -306,13 +313,15 @@ def directory_size(path):
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
 
 
-def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpoint=None, version=None):
+def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpoint=None, version=None,
+                 refine_steps=0):
     """Exports a run's checkpoint as OUT_BASE/<version>/ with the endpoints of `make_endpoints`.
 
     Args:
       workdir: a run directory written by `sqair-train`.
       out_base: the model base path TF Serving watches; created if missing.
       num_particles: K, particles `track` runs per sequence (≥ 1).
+      refine_steps: refinement steps before `track` and `track_window` read the boxes (≥ 0; `make_endpoints`).
       checkpoint: a checkpoint prefix (WORKDIR/checkpoints/ckpt-N) or None for the latest.
       version: integer version directory, or None for the checkpoint's step (or the next free integer above the
         existing versions if that is taken).
@@ -331,6 +340,8 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
 
     if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
         raise ExportError(f"--k (particles) must be an integer ≥ 1, got {num_particles!r}")
+    if not isinstance(refine_steps, int) or isinstance(refine_steps, bool) or refine_steps < 0:
+        raise ExportError(f"--refine-steps must be an integer ≥ 0, got {refine_steps!r}")
     if os.path.exists(out_base) and not os.path.isdir(out_base):
         raise ExportError(f"{out_base} exists and is not a directory")
     model, config, step = checkpoints.load_model(workdir, checkpoint)
@@ -339,7 +350,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (fn, signature) in make_endpoints(model, num_particles).items():
+    for name, (fn, signature) in make_endpoints(model, num_particles, refine_steps).items():
         archive.add_endpoint(name, fn, signature)  # `track` first: ExportArchive makes it serving_default.
 
     os.makedirs(out_base, exist_ok=True)
@@ -348,7 +359,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
     try:
         archive.write_out(tmp, verbose=False)
         info = {"workdir": os.path.abspath(workdir), "checkpoint": os.path.abspath(checkpoint), "step": step,
-                "num_particles": num_particles, "track_seed": list(TRACK_SEED),
+                "num_particles": num_particles, "refine_steps": refine_steps, "track_seed": list(TRACK_SEED),
                 "model": config.model_name, "image_shape": list(config.model.image_shape),
                 "num_slots": getattr(config.model, "num_slots", None),
                 "z_what_dim": getattr(config.model, "z_what_dim", None),
@@ -416,6 +427,10 @@ def _parser():
     parser.add_argument("--k", type=int, default=DEFAULT_NUM_PARTICLES,
                         help=f"particles K that `track` runs per sequence before keeping the highest-weight one "
                              f"(default {DEFAULT_NUM_PARTICLES}); latency grows about linearly with K")
+    parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                        help="`track` and `track_window` refine the best particle's object latents by N gradient "
+                             "steps on each frame before drawing the boxes (as sqair-eval --refine-steps; 50 is a "
+                             "good value; default 0)")
     parser.add_argument("--checkpoint", metavar="PREFIX",
                         help="checkpoint prefix to export, e.g. WORKDIR/checkpoints/ckpt-4000 (default: the latest)")
     parser.add_argument("--version", type=int,
@@ -433,6 +448,8 @@ def main(argv=None):
 
     if args.k < 1:
         return fail(f"--k (particles) must be ≥ 1, got {args.k}")
+    if args.refine_steps < 0:
+        return fail(f"--refine-steps must be ≥ 0, got {args.refine_steps}")
     if args.version is not None and args.version < 0:
         return fail(f"--version must be ≥ 0, got {args.version}")
     if args.pretrained:
@@ -449,7 +466,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     try:
-        path = export_model(args.workdir, args.out, args.k, args.checkpoint, args.version)
+        path = export_model(args.workdir, args.out, args.k, args.checkpoint, args.version, args.refine_steps)
     except (checkpoints.CheckpointError, ExportError) as e:
         return fail(str(e))
     except KeyboardInterrupt:

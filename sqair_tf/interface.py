@@ -38,7 +38,7 @@ class SequenceModel(keras.Model):
     """Base class of the models: the capability flags and the methods the rest of the package calls.
 
     Class attributes:
-      has_objects: the forward pass returns `OBJECT_OUTPUTS` and `drawn_boxes` works.
+      has_objects: the forward pass returns `OBJECT_OUTPUTS`, and `drawn_boxes` and `refine` work.
       has_discrete_latents: the forward pass returns `DISCRETE_OUTPUTS` (trained with VIMCO, else plain IWAE).
       box_inputs: the output keys `drawn_boxes` reads; an evaluator that keeps only the best particle keeps these
         too, so it can compute that particle's boxes without rendering every particle's.
@@ -92,6 +92,12 @@ class SequenceModel(keras.Model):
         """The drawn-pixel box of every slot [..., N, 4] from the keys `box_inputs` of `outputs` (any leading axes,
         e.g. the best particle's batch-major [B, T, ...]). Only for models with objects."""
         raise NotImplementedError(f"{type(self).__name__} has no objects, so no boxes")
+
+    def refine(self, frames, outputs, steps):
+        """`outputs` (batch-major, aligned with `frames` [..., H, W, C]) with the objects' latents refined on the
+        frames by `steps` gradient steps, and the boxes and canvas drawn from them (BUILD.md "Boxes"). Only for
+        models with objects."""
+        raise NotImplementedError(f"{type(self).__name__} has no objects to refine")
 
     def frame_representation(self, outputs):
         """The per-frame representation of batch-major outputs [B, T, ...] as [B, T, R] (the addition experiment,

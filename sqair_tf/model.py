@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from sqair_tf import glimpse
 from sqair_tf import interface
+from sqair_tf import refinement
+from sqair_tf import spatial_transformer
 from sqair_tf import timestep
 
 
@@ -87,6 +89,24 @@ class GlimpseObjectModel(interface.SequenceModel):
         """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots."""
         return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
                                    self.config.image_shape[:2], shift_range=self.config.where_shift_range)
+
+    def refine(self, frames, outputs, steps=refinement.STEPS, learning_rate=refinement.LEARNING_RATE):
+        """`outputs` with the present objects' latents refined on `frames` (`refinement.refine_objects`), and the
+        glimpses, canvas and both boxes drawn from them; the rest (presence, ids, counts, log weights) is kept.
+
+        Args:
+          frames: [..., H, W, C] aligned with `outputs`' leading axes (e.g. one particle per sequence, [B, T]).
+          outputs: a dict with at least z_what [..., N, D], z_where [..., N, 4] and z_pres [..., N].
+        """
+        cfg = self.config
+        refined = refinement.refine_objects(frames, outputs["z_what"], outputs["z_where"], outputs["z_pres"],
+                                            self.cell.decoder, self.cell.renderer, steps, learning_rate)
+        outputs = dict(outputs, **refined)
+        outputs["canvas"] = self.cell.renderer(outputs["glimpses"], outputs["z_where"], outputs["z_pres"])
+        outputs["glimpse_boxes"] = spatial_transformer.boxes_from_where(
+            outputs["z_where"], cfg.image_shape[:2], cfg.where_shift_range)
+        outputs["boxes"] = self.drawn_boxes(outputs)
+        return outputs
 
     def frame_representation(self, outputs):
         """[B, T, N·(D + 1)]: the N slots in slot order, each [z_pres · z_what, z_pres] (zeros for an empty slot).

@@ -21,10 +21,11 @@ def _eval(*args):
 
 
 def test_eval_writes_report_table_and_figures(debug_run):
+    # With boxes from refined latents (`--refine-steps`), which must leave every particle-averaged figure as it is.
     out = _eval("--workdir", debug_run, "--k", "4", "--chunk", "2", "--num", "6", "--addition-train", "32", "--no-jit",
-                "--figures", "--no-progress")
+                "--figures", "--no-progress", "--refine-steps", "2")
     assert out.returncode == 0, out.stderr[-3000:]
-    stem = os.path.join(debug_run, "eval", "test-step2-k4")
+    stem = os.path.join(debug_run, "eval", "test-step2-k4-refine2")
     with open(stem + ".json") as f:
         report = json.load(f)
     assert (report["step"], report["k"], report["chunk"], report["num_sequences"], report["seed"]) == (2, 4, 2, 6, 0)
@@ -46,7 +47,8 @@ def test_eval_writes_report_table_and_figures(debug_run):
     assert report["addition"]["test_frames"] == 6 * 5 and report["addition"]["train_frames"] == 32 * 5
     table = open(stem + ".md").read()
     assert table in out.stdout and "| HOTA |" in table and "| log p(x \\| z) (importance-weighted) |" in table
-    assert table.count("\n|") == 18  # Header, rule and 16 metric rows: no row broken by a stray "|".
+    assert table.count("\n|") == 19  # Header, rule and 17 metric rows: no row broken by a stray "|".
+    assert report["refine_steps"] == 2 and "| refinement steps before the boxes | 2 |" in table
     assert "| IoU of matched pairs, drawn boxes |" in table and "| IoU of matched pairs, glimpse boxes |" in table
     for name in ("drawn", "glimpse"):
         summary = report["box_iou"][name]
@@ -72,6 +74,8 @@ def test_eval_errors_are_one_line(debug_run, tmp_path):
     assert bad_chunk.returncode == 2 and "multiple of the chunk size" in bad_chunk.stderr
     bad_k = _eval("--workdir", debug_run, "--k", "0")
     assert bad_k.returncode == 2 and "--k must be ≥ 1" in bad_k.stderr
+    bad_refine = _eval("--workdir", debug_run, "--refine-steps", "-1")
+    assert bad_refine.returncode == 2 and "--refine-steps must be ≥ 0" in bad_refine.stderr
 
 
 def test_evaluation_args_are_the_command_lines_with_overrides():

@@ -171,6 +171,25 @@ def test_fresh_process_without_the_project_matches_the_in_process_model(run_dir,
                         "presence": np.moveaxis(sampled["z_pres"].numpy(), 0, 1)})
 
 
+def test_refined_track_answers_with_the_refined_best_particle(run_dir):
+    # `--refine-steps`: `track` is the in-process best particle refined on its frames (`SQAIR.refine`); presence,
+    # ids and counts stay the amortised ones. In process, to spare a second export: the demo exports the shipped
+    # model with refinement and calls its `track` through TF's loader (tests/test_demo.py).
+    model, _, _ = checkpoints.load_model(run_dir)
+    track, _ = export.make_endpoints(model, K, refine_steps=4)["track"]
+    frames = _frames(2, 4, seed=7)
+    answer = tf.function(track)(tf.constant(frames))
+    outputs = tf.function(lambda f: model(f, seed=tf.constant(export.TRACK_SEED, tf.int32), num_particles=K))(
+        tf.constant(frames))
+    best = interface.best_particle(outputs, interface.sequence_log_weights(outputs, K))
+    refined = model.refine(frames, best, 4)
+    expected = _in_process_track(model, frames, K)
+    expected.update(boxes=refined["boxes"], glimpse_boxes=refined["glimpse_boxes"],
+                    reconstruction=refined["canvas"], z_what=refined["z_what"])
+    _assert_close(answer, expected)
+    assert not np.allclose(refined["z_what"], best["z_what"])  # Four steps moved the present objects.
+
+
 def test_track_saved_model_helper(exported, loaded):
     frames = _frames(2, 3, seed=7)
     by_path = export.track_saved_model(exported, frames)
@@ -435,7 +454,7 @@ def test_cli_help_and_errors(run_dir, tmp_path, capsys):
     help_text = subprocess.run([sys.executable, "-m", "serving.export", "--help"], cwd=REPO, env=ENV,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0
-    for flag in ("--workdir", "--out", "--k", "--checkpoint", "--version"):
+    for flag in ("--workdir", "--out", "--k", "--refine-steps", "--checkpoint", "--version"):
         assert flag in help_text.stdout
 
     out = str(tmp_path / "out")
@@ -446,6 +465,7 @@ def test_cli_help_and_errors(run_dir, tmp_path, capsys):
          "no checkpoint"),
         (["--workdir", run_dir, "--out", out, "--k", "0"], "--k (particles) must be ≥ 1"),
         (["--workdir", run_dir, "--out", out, "--version", "-1"], "--version must be ≥ 0"),
+        (["--workdir", run_dir, "--out", out, "--refine-steps", "-1"], "--refine-steps must be ≥ 0"),
     ]
     for argv, message in cases:
         assert export.main(argv) == 2, argv

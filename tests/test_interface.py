@@ -79,9 +79,15 @@ def test_best_particle_representation_and_boxes(name):
         rows = np.arange(2) * k + winner
         np.testing.assert_allclose(model.drawn_boxes(best).numpy(),
                                    np.swapaxes(out["boxes"].numpy()[:, rows], 0, 1), atol=1e-5)
+        # Refinement on the frames keeps presence and redraws the boxes from the moved latents.
+        refined = model.refine(frames, best, 2)
+        np.testing.assert_array_equal(refined["z_pres"].numpy(), best["z_pres"].numpy())
+        np.testing.assert_array_equal(refined["boxes"].numpy(), model.drawn_boxes(refined).numpy())
     else:
         with pytest.raises(NotImplementedError, match="no objects"):
             model.drawn_boxes(best)
+        with pytest.raises(NotImplementedError, match="no objects to refine"):
+            model.refine(frames, best, 2)
 
 
 def _tiny_training(name):

@@ -4,9 +4,9 @@
    from the 10,000 MNIST digits shipped with the package, and a preview of held-out sequences with their
    ground-truth boxes;
 2. the pretrained model shipped with the package (`--pretrained`, BUILD.md "Pretrained models"): its held-out
-   counting accuracy, MOTA, IDF1 and HOTA; figures of held-out sequences with digits (inputs over reconstructions
-   with id-coloured boxes, PNG and animated GIF; a conditional-generation strip); a SavedModel export and its
-   `track` endpoint called on held-out sequences;
+   counting accuracy, MOTA, IDF1 and HOTA (boxes of latents refined on each frame, `--refine-steps`); figures of
+   held-out sequences with digits (inputs over reconstructions with id-coloured boxes, PNG and animated GIF; a
+   conditional-generation strip); a SavedModel export and its `track` endpoint called on held-out sequences;
 3. a short run from scratch (the `demo` training preset) for whatever remains of the `--minutes` budget, so the
    pipeline is seen to learn: loss and accuracy in the progress bar and TensorBoard, checkpoints;
 4. the pretrained and the fresh model side by side on the same held-out sequences, and what each number means.
@@ -54,6 +54,11 @@ def _parser():
     parser.add_argument("--num-test", type=int, default=200,
                         help="held-out sequences to generate and evaluate both models on (default 200)")
     parser.add_argument("--k", type=int, default=5, help="particles per held-out sequence (default 5)")
+    parser.add_argument("--refine-steps", type=int,
+                        help="both models' boxes (evaluation and the SavedModel's `track`) come from latents "
+                             "refined by this many gradient steps on each frame (sqair-eval --refine-steps; "
+                             "default: the package's recommended 50, sqair_tf.refinement.STEPS; 0: the amortised "
+                             "posterior as it is)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of everything random; the test split uses SEED + 1 (default 0)")
     parser.add_argument("--data-preset", default="paper",
@@ -75,8 +80,14 @@ def main(argv=None):
         if getattr(args, name) < 1:
             print(f"sqair-demo: error: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
             return 2
+    if args.refine_steps is not None and args.refine_steps < 0:
+        print("sqair-demo: error: --refine-steps must be ≥ 0", file=sys.stderr)
+        return 2
+    from sqair_tf import refinement
     from trainers import checkpoints, pretrained
     from trainers import trainer as trainer_lib
+
+    args.refine_steps = refinement.STEPS if args.refine_steps is None else args.refine_steps
 
     start = time.monotonic()
     data_dir = os.path.join(args.workdir, "data")
@@ -92,7 +103,7 @@ def main(argv=None):
         print(f"held-out counting accuracy {shipped['counting_accuracy']:.3f}, MOTA {shipped['tracking']['MOTA']:.3f}"
               f" ({shipped['seconds']:.0f} s with figures); exporting it as a SavedModel", flush=True)
         export_dir, tracked = _export_and_track(shipped_dir, shipped_weights, os.path.join(args.workdir, "export"),
-                                                data_dir, shipped["step"])
+                                                data_dir, shipped["step"], args.refine_steps)
 
         budget = args.minutes * 60 - (time.monotonic() - start) - shipped["seconds"]  # Leave time to evaluate it.
         seconds = max(budget, args.min_train_seconds)
@@ -120,6 +131,9 @@ def main(argv=None):
               f"{report['visible_counting_accuracy']:8.3f} {t['MOTA']:7.3f} {t['IDF1']:6.3f} {t['HOTA']:6.3f}")
     for name, meaning in MEANINGS:
         print(f"  {name}: {meaning}")
+    if args.refine_steps:
+        print(f"  Boxes: each object's latents refined by {args.refine_steps} gradient steps on its frame before its "
+              f"box is read (the model's own inference alone: --refine-steps 0).")
     print(f"  The fresh run trained on {cfg.seq_len(0, fresh_trainer.data_len)}-frame sequences for "
           f"{fresh['step']} steps; the pretrained one for {shipped['step']:,} steps, on up to "
           f"{shipped_config.seq_len(shipped['step'])}-frame sequences.")
@@ -189,6 +203,7 @@ def _evaluate(args, workdir, checkpoint, data_dir, out, figures):
 
     ns = eval_cli.evaluation_args(workdir, checkpoint=checkpoint, data=data_dir, k=args.k, num=args.num_test,
                                   chunk=args.k, batch=50, seed=args.seed, jit=args.jit, no_addition=True,
+                                  refine_steps=args.refine_steps,
                                   figures=figures, no_progress=args.no_progress, out=out,
                                   tensorboard=os.path.join(out, "tensorboard"))
     report, table = eval_cli.run_evaluation(ns)
@@ -216,15 +231,15 @@ def _train(args, data_dir, train_dir, seconds):
     return trainer
 
 
-def _export_and_track(workdir, checkpoint, export_base, data_dir, step, num=3):
-    """Exports the model (reusing an export of this step on a re-run) and runs `track` from the SavedModel on the
-    first `num` held-out sequences that show digits."""
+def _export_and_track(workdir, checkpoint, export_base, data_dir, step, refine_steps, num=3):
+    """Exports the model with `refine_steps` (reusing an export of this step on a re-run) and runs `track` from the
+    SavedModel on the first `num` held-out sequences that show digits."""
     from evaluation import cli as eval_cli
     from serving import export
 
     path = os.path.join(export_base, str(step))
     if not os.path.isdir(path):
-        path = export.export_model(workdir, export_base, checkpoint=checkpoint)
+        path = export.export_model(workdir, export_base, checkpoint=checkpoint, refine_steps=refine_steps)
     frames, counts = eval_cli.sequences_with_digits(data_dir, "test", num)
     tracked = export.track_saved_model(path, frames)
     tracked["true_count"] = counts

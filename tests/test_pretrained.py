@@ -19,6 +19,7 @@ from evaluation import cli as eval_cli
 from evaluation import evaluator
 from serving import export
 from sqair_tf import glimpse
+from sqair_tf import refinement
 from trainers import pretrained
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
@@ -47,8 +48,8 @@ def test_shipped_model_is_listed_with_its_provenance_and_small_enough(name):
     size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
     assert size <= 15e6, size
     record = pretrained.provenance(name)
-    for key in ("step", "seed", "training", "held_out", "training_data") + (("held_out_200",) if name == "mnist"
-                                                                            else ()):
+    mnist_only = ("held_out_200", "held_out_refined", "held_out_200_refined") if name == "mnist" else ()
+    for key in ("step", "seed", "training", "held_out", "training_data") + mnist_only:
         assert key in record, key
     assert record["training"]["command"].startswith(("sqair-train ", "sqair-data from-video "))
     assert record["training"]["commit"]
@@ -58,24 +59,31 @@ def test_shipped_model_is_listed_with_its_provenance_and_small_enough(name):
 
 
 def test_shipped_model_counts_and_tracks_held_out_sequences(test_split, tmp_path):
+    # As `sqair-demo` shows it: boxes from latents refined on each frame (BUILD.md "Refined boxes").
     out = tmp_path / "eval"
     code = eval_cli.main(["--pretrained", "mnist", "--data", test_split, "--num", "200", "--k", "5",
-                          "--chunk", "5", "--batch", "50", "--no-addition", "--no-progress", "--out", str(out)])
+                          "--chunk", "5", "--batch", "50", "--no-addition", "--no-progress", "--out", str(out),
+                          "--refine-steps", str(refinement.STEPS)])
     assert code == 0
     (report_path,) = [p for p in out.iterdir() if p.suffix == ".json"]
     report = json.loads(report_path.read_text())
-    recorded = pretrained.provenance("mnist")["held_out_200"]
+    recorded = pretrained.provenance("mnist")["held_out_200_refined"]
+    assert recorded["refine_steps"] == report["refine_steps"] == refinement.STEPS
     assert report["num_sequences"] == 200 and report["step"] == pretrained.provenance("mnist")["step"]
     # Issue 10's bar for the shipped model is counting ≥ 0.95 and MOTA ≥ 0.90. Counting meets it; MOTA does not
     # yet (benchmarks/RESULTS.md), so MOTA is held to what was measured when the model was packaged.
     assert report["counting_accuracy"] >= 0.95, report["counting_accuracy"]
     assert abs(report["counting_accuracy"] - recorded["counting_accuracy"]) < 0.01
     assert report["tracking"]["MOTA"] >= recorded["MOTA"] - 0.02, (report["tracking"]["MOTA"], recorded["MOTA"])
+    # Refinement moves boxes, not counts: the amortised figures recorded for the same sequences count the same.
+    assert report["counting_accuracy"] == pytest.approx(pretrained.provenance("mnist")["held_out_200"][
+        "counting_accuracy"], abs=1e-6)
 
     # benchmarks/drawn_threshold_sweep.py scores the same particles from one inference: its row at the threshold in
     # use is sqair-eval's, and a high threshold keeps only the brightest pixels, so fewer boxes match.
     rows = drawn_threshold_sweep.sweep(pretrained.load("mnist")[0], test_split, "test", 200, 5,
-                                       (glimpse.DRAWN_THRESHOLD, 0.5), jit_compile=True)  # as sqair-eval's default
+                                       (glimpse.DRAWN_THRESHOLD, 0.5), jit_compile=True,  # as sqair-eval's default
+                                       refine_steps=refinement.STEPS)
     for key in ("MOTA", "IDF1", "HOTA", "TP", "FP", "FN", "IDSW"):
         assert rows[glimpse.DRAWN_THRESHOLD][key] == report["tracking"][key], key
     assert rows[0.5]["TP"] < rows[glimpse.DRAWN_THRESHOLD]["TP"]

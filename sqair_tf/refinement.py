@@ -22,7 +22,7 @@ import tensorflow as tf
 
 # Adam's step and number of steps of `refine_objects`, chosen on 200 *test* sequences of one 30,000-step model
 # (benchmarks/RESULTS.md, issue 10, "Refining the boxes at test time"): 0.05 gains most MOTA by 30–50 steps and
-# holds to 200; 0.1 overshoots in the first 30 steps.
+# holds to 200; 0.02 gets there more slowly; 0.1 overshoots at first and is still behind after 200 steps.
 LEARNING_RATE = 0.05
 STEPS = 50
 

@@ -1,5 +1,6 @@
 """`sqair-train` end to end on the `debug` preset, and MirroredStrategy on two logical CPUs (subprocesses)."""
 
+import glob
 import json
 import os
 import signal
@@ -95,30 +96,39 @@ def test_ctrl_c_and_sigterm_save_the_current_step(debug_data, tmp_path):
     """Ctrl-C, and SIGTERM (what Kubernetes and Slurm send before killing a job), save a checkpoint and exit
     (130, 143). The two runs go side by side, a core each, to keep the suite short."""
     runs = {}
-    for signum, returncode in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
-        workdir = str(tmp_path / signal.Signals(signum).name)
-        proc = subprocess.Popen([sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug",
-                                 "--data", debug_data, "--steps", "100000", "--set", "checkpoint_every=2",
-                                 "--set", "eval_every=100000", "--set", "curriculum_stage_steps=100000",
-                                 "--no-progress"],  # One length: the signal never waits for a second trace.
-                                cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        runs[signum] = (workdir, proc, returncode)
-    deadline = time.time() + 600
-    for signum, (workdir, proc, _) in runs.items():
-        first = os.path.join(workdir, "checkpoints", "ckpt-2.index")
-        while time.time() < deadline and not os.path.exists(first) and proc.poll() is None:
-            time.sleep(0.5)  # Wait until training runs (the first loop of 2 steps is checkpointed).
-        assert os.path.exists(first), proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint"
-    time.sleep(2)
-    for signum, (_, proc, _) in runs.items():
-        proc.send_signal(signum)
-    for signum, (workdir, proc, returncode) in runs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == returncode, err[-2000:]
-        assert "interrupted: saved" in out and f"(stopped by {signal.Signals(signum).name})" in out
-        saved_step = int(out.split("interrupted: saved ")[1].split(" at step ")[1].split(";")[0])
-        assert saved_step >= 2 and saved_step % 2 == 0  # Saved between loops: a consistent step.
-        assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{saved_step}.index"))
+    try:
+        for signum, returncode in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            workdir = str(tmp_path / signal.Signals(signum).name)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "trainers.train", "--workdir", workdir, "--preset", "debug", "--data",
+                 debug_data, "--steps", "100000", "--set", "checkpoint_every=2", "--set", "eval_every=100000",
+                 "--set", "curriculum_stage_steps=100000", "--no-progress"],  # One length: no second trace.
+                cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            runs[signum] = (workdir, proc, returncode)
+        deadline = time.time() + 600
+        for signum, (workdir, proc, _) in runs.items():
+            # Wait until training runs: any checkpoint (every loop of 2 steps is one). Not ckpt-2 by name: only
+            # the last 3 are kept, so a run that got ahead while we waited for the other has deleted it.
+            while (time.time() < deadline and not glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index"))
+                   and proc.poll() is None):
+                time.sleep(0.5)
+            assert glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index")), (
+                proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint")
+        time.sleep(2)
+        for signum, (_, proc, _) in runs.items():
+            proc.send_signal(signum)
+        for signum, (workdir, proc, returncode) in runs.items():
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == returncode, err[-2000:]
+            assert "interrupted: saved" in out and f"(stopped by {signal.Signals(signum).name})" in out
+            saved_step = int(out.split("interrupted: saved ")[1].split(" at step ")[1].split(";")[0])
+            assert saved_step >= 2 and saved_step % 2 == 0  # Saved between loops: a consistent step.
+            assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{saved_step}.index"))
+    finally:  # A failed check must not leave trainings running for the rest of the suite.
+        for _, proc, _ in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 MIRRORED = textwrap.dedent("""

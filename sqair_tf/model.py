@@ -78,7 +78,8 @@ def time_major_inputs(discovery, frames, num_particles):
 
 class GlimpseObjectModel(interface.SequenceModel):
     """What the models whose objects are decoded glimpses (MLP-SQAIR, MLP-AIR) share: their flags, their drawn-pixel
-    boxes and their per-frame representation. Subclasses set `self.config` (a `ModelConfig`)."""
+    boxes, their refinement and their per-frame representation. Subclasses set `self.config` (a `ModelConfig`) and
+    `self.cell`, whose `decoder` and `renderer` `refine` uses."""
 
     has_objects = True
     has_discrete_latents = True

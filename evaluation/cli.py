@@ -13,7 +13,7 @@ runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures
 - tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the pixels each
   present object draws, `glimpse.drawn_boxes`) and the visible ground-truth digits, IoU threshold 0.5, computed by
   TrackEval (`evaluation/tracking_metrics.py`); and the IoU distribution of matched pairs for the drawn boxes and the
-  glimpse footprints; with `--refine-steps N`, the boxes of latents refined on each frame (BUILD.md "Boxes");
+  glimpse footprints; with `--refine-steps N`, the boxes of latents refined on each frame (BUILD.md "Refined boxes");
 - the addition experiment (`evaluation/addition.py`): a 19-way classifier of the sum of visible digits from the
   model's per-frame representation, trained on the training split;
 - the number of sequences, K, the seed, the checkpoint and its step, wall time.
@@ -60,9 +60,9 @@ def _parser():
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the tracking metrics (0.5)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
                         help="before reading boxes and tracks, refine the best particle's object latents by N "
-                             "gradient steps on each frame's reconstruction error (BUILD.md \"Boxes\"; 50 is a "
-                             "good value; default 0: the paper's amortised posterior as it is). The likelihood, "
-                             "KL and counts are not affected")
+                             "gradient steps on each frame's reconstruction error (BUILD.md \"Refined boxes\"; 50 "
+                             "is a good value; default 0: the paper's amortised posterior as it is). The "
+                             "likelihood, KL and counts are not affected")
     parser.add_argument("--no-addition", action="store_true",
                         help="skip the addition experiment (skipped anyway on video data: no digit labels)")
     parser.add_argument("--observed", type=int, default=3,

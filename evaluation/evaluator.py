@@ -169,8 +169,9 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
       on_batch: optional callback(batch, per_sequence_result, best) after each batch (e.g. tracking metrics).
       keep_box_inputs: `best` also holds the model's `box_inputs` (`chunk_function`).
       refine_steps: with a model with objects, refine the best particle's latents of each sequence by this many
-        steps on its frames (`SequenceModel.refine`, BUILD.md "Boxes") before its boxes, canvas and tracks are
-        read; the particle-averaged quantities (likelihood, KL, counts) are those of the amortised posterior.
+        steps on its frames (`SequenceModel.refine`, BUILD.md "Refined boxes") before its boxes, canvas and
+        tracks are read; the particle-averaged quantities (likelihood, KL, counts) are those of the amortised
+        posterior.
 
     Returns:
       dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl and, for a model with

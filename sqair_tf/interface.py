@@ -95,8 +95,8 @@ class SequenceModel(keras.Model):
 
     def refine(self, frames, outputs, steps):
         """`outputs` (batch-major, aligned with `frames` [..., H, W, C]) with the objects' latents refined on the
-        frames by `steps` gradient steps, and the boxes and canvas drawn from them (BUILD.md "Boxes"). Only for
-        models with objects."""
+        frames by `steps` gradient steps, and the boxes and canvas drawn from them (BUILD.md "Refined boxes").
+        Only for models with objects."""
         raise NotImplementedError(f"{type(self).__name__} has no objects to refine")
 
     def frame_representation(self, outputs):

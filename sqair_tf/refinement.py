@@ -8,9 +8,9 @@ frame, the decoder and the renderer fixed: semi-amortised inference (Kim et al. 
 Autoencoders"; Marino et al. 2018, "Iterative Amortized Inference"), used here only to read out boxes.
 
 It is not part of the paper's model: training, the ELBO, the particles' weights, the counts and the identities are
-untouched; only the latents the boxes are drawn from change (BUILD.md, "Boxes"). Each frame's latents affect only
-that frame's error and Adam's update is elementwise, so refining every frame of a batch at once is the same as
-refining each alone.
+untouched; only the latents the boxes are drawn from change (BUILD.md, "Refined boxes"). Each frame's latents
+affect only that frame's error and Adam's update is elementwise, so refining every frame of a batch at once is the
+same as refining each alone.
 
 The optimiser is written on tensors in a `tf.while_loop`, not with Keras optimiser variables, so it runs inside any
 `tf.function`, XLA or a SavedModel signature (the `track` endpoint).

@@ -109,11 +109,10 @@ def test_ctrl_c_and_sigterm_save_the_current_step(debug_data, tmp_path):
         for signum, (workdir, proc, _) in runs.items():
             # Wait until training runs: any checkpoint (every loop of 2 steps is one). Not ckpt-2 by name: only
             # the last 3 are kept, so a run that got ahead while we waited for the other has deleted it.
-            while (time.time() < deadline and not glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index"))
-                   and proc.poll() is None):
+            checkpointed = lambda: glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index"))  # noqa: E731
+            while time.time() < deadline and not checkpointed() and proc.poll() is None:
                 time.sleep(0.5)
-            assert glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index")), (
-                proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint")
+            assert checkpointed(), proc.stderr.read()[-2000:] if proc.poll() is not None else "no checkpoint"
         time.sleep(2)
         for signum, (_, proc, _) in runs.items():
             proc.send_signal(signum)

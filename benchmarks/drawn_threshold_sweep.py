@@ -18,10 +18,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit_compile=False, refine_steps=0):
+def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit_compile=False, refine_steps=0,
+          chunk=None):
     """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference
-    (`evaluator.evaluate` with K = `k` in one chunk, as `sqair-eval --chunk K`), and so the particle chosen, is the
-    same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA draws other random numbers than the
+    (`evaluator.evaluate` with K = `k` in chunks of `chunk` particles, default one chunk as `sqair-eval --chunk K`),
+    and so the particle chosen, is the same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA draws other random numbers than the
     eager kernels; `benchmarks/bench_tracking.py` scores without); with `refine_steps` as `sqair-eval
     --refine-steps` (the boxes are drawn from the refined latents)."""
     import numpy as np
@@ -39,7 +40,7 @@ def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit
                                         shift_range=model.config.where_shift_range)  # [B, T, N, 4]
             sequences[t].extend(evaluator.tracking_sequences(batch, dict(best, boxes=np.asarray(boxes))))
 
-    evaluator.evaluate(model, data_dir, split, num, k, chunk=k, batch_size=batch_size, seed=seed,
+    evaluator.evaluate(model, data_dir, split, num, k, chunk=chunk or k, batch_size=batch_size, seed=seed,
                        jit_compile=jit_compile, on_batch=on_batch, keep_box_inputs=True, refine_steps=refine_steps)
     return {t: tracking_metrics.evaluate_tracking(sequences[t]) for t in thresholds}
 

@@ -66,6 +66,18 @@ def test_eval_writes_report_table_and_figures(debug_run):
     assert gif.n_frames == 5  # One GIF frame per time step.
     assert os.listdir(os.path.join(debug_run, "tensorboard", "eval"))
 
+    # benchmarks/drawn_threshold_sweep.py scores the same refined particles from the same inference: its row at the
+    # threshold in use is sqair-eval's.
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import drawn_threshold_sweep
+    from sqair_tf import glimpse
+
+    rows = drawn_threshold_sweep.sweep(model, config.data_dir, "test", 6, 4, (glimpse.DRAWN_THRESHOLD, 0.5),
+                                       batch_size=10, refine_steps=2, chunk=2)
+    for key in ("MOTA", "IDF1", "HOTA", "TP", "FP", "FN", "IDSW"):
+        assert rows[glimpse.DRAWN_THRESHOLD][key] == t[key], key
+    assert rows[0.5]["num_gt_dets"] == visible
+
 
 def test_eval_errors_are_one_line(debug_run, tmp_path):
     missing = _eval("--workdir", str(tmp_path))

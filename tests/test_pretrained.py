@@ -18,12 +18,8 @@ import tensorflow as tf
 from evaluation import cli as eval_cli
 from evaluation import evaluator
 from serving import export
-from sqair_tf import glimpse
 from sqair_tf import refinement
 from trainers import pretrained
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-import drawn_threshold_sweep  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the full-size shipped model on 200 sequences, and its export
 
@@ -78,15 +74,6 @@ def test_shipped_model_counts_and_tracks_held_out_sequences(test_split, tmp_path
     # Refinement moves boxes, not counts: the amortised figures recorded for the same sequences count the same.
     assert report["counting_accuracy"] == pytest.approx(pretrained.provenance("mnist")["held_out_200"][
         "counting_accuracy"], abs=1e-6)
-
-    # benchmarks/drawn_threshold_sweep.py scores the same particles from one inference: its row at the threshold in
-    # use is sqair-eval's, and a high threshold keeps only the brightest pixels, so fewer boxes match.
-    rows = drawn_threshold_sweep.sweep(pretrained.load("mnist")[0], test_split, "test", 200, 5,
-                                       (glimpse.DRAWN_THRESHOLD, 0.5), jit_compile=True,  # as sqair-eval's default
-                                       refine_steps=refinement.STEPS)
-    for key in ("MOTA", "IDF1", "HOTA", "TP", "FP", "FN", "IDSW"):
-        assert rows[glimpse.DRAWN_THRESHOLD][key] == report["tracking"][key], key
-    assert rows[0.5]["TP"] < rows[glimpse.DRAWN_THRESHOLD]["TP"]
 
 
 def test_python_api_loads_it_by_name():

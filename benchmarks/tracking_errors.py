@@ -13,7 +13,9 @@ localisation and no-object rates by where it is (inside, or at the edge while en
 it, `place_kind`); and the IoU
 misses by their cause: box too large/small against the digit, or centre off by more than a quarter of its size;
 whether a miss lags (its box overlaps the digit's place at t − 1 more than its place at t); and the failure rates
-by frame, by the digit's speed and by the visible box's area (a digit leaving the canvas leaves a sliver); and the
+by frame, by the digit's speed, by the visible box's area (a digit leaving the canvas leaves a sliver) and by the
+digit's visible ink (`ink_counts`: the ground truth counts a digit as soon as one pixel of it, however faint, is
+on the canvas); and the
 mean and median signed difference of each box side, predicted minus true, over all matched pairs (a systematic
 shift or growth of the boxes would show there, and would cost IoU on every digit); and, for matched digits inside
 and at the edge, the share of the digit's whole box that shows and how far the object's glimpse centre is from the
@@ -78,6 +80,31 @@ def place_kind(boxes, present, t, j, size):
 PLACES = ("inside", "edge, t = 0", "entering", "leaving", "along")
 SPEED_BINS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0)  # Lower edges, pixels per frame, of the digit's centre displacement.
 AREA_BINS = (0, 20, 50, 100, 200)  # Lower edges, pixels, of a visible digit's box (slivers at the edge are small).
+INK_BINS = (0, 1, 5, 10, 20, 40)  # Lower edges of `ink_counts`: pixels ≥ INK_LEVEL in a visible digit's box.
+INK_LEVEL = 0.5
+
+
+def ink_counts(frames, boxes):
+    """[..., T, S] pixels of at least INK_LEVEL inside each ground-truth box (0 for an empty box).
+
+    Args:
+      frames: [..., T, H, W] or [..., T, H, W, 1] intensities in [0, 1].
+      boxes: [..., T, S, 4] (y_min, x_min, y_max, x_max), max exclusive, in pixels.
+
+    A digit overlapping another also counts the other's ink inside its box: an upper bound on its own.
+    """
+    import numpy as np
+
+    frames = np.asarray(frames)
+    if frames.ndim == np.asarray(boxes).ndim + 1:  # a trailing channel axis
+        frames = frames[..., 0]
+    ink = np.cumsum(np.cumsum(frames >= INK_LEVEL, axis=-2), axis=-1)  # [..., T, H, W] summed-area table
+    ink = np.pad(ink, [(0, 0)] * (ink.ndim - 2) + [(1, 0), (1, 0)])  # [..., T, H + 1, W + 1]
+    boxes = np.asarray(boxes).astype(np.int64)
+    y0, x0, y1, x1 = (boxes[..., k] for k in range(4))  # [..., T, S]
+    at = lambda y, x: np.take_along_axis(  # noqa: E731
+        ink.reshape(ink.shape[:-2] + (-1,)), y * ink.shape[-1] + x, axis=-1)
+    return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
 
 
 def classify(sequences, size):
@@ -98,6 +125,7 @@ def classify(sequences, size):
     c["loc_by_speed"], c["gt_by_speed"] = [0] * len(SPEED_BINS), [0] * len(SPEED_BINS)
     for key in ("gt", "loc", "unmatched"):
         c[f"{key}_by_area"] = [0] * len(AREA_BINS)
+        c[f"{key}_by_ink"] = [0] * len(INK_BINS)  # when the sequences carry `gt_ink` (`ink_counts`)
         c[f"{key}_by_place"] = dict.fromkeys(PLACES, 0)
     for s in sequences:
         for t in range(frames):
@@ -116,14 +144,14 @@ def classify(sequences, size):
             for r, g in enumerate(gt):
                 area_bin = int(np.searchsorted(AREA_BINS, _area(g), side="right")) - 1
                 place = place_kind(s["gt_boxes"], s["gt_present"], t, ids[r], size)
-                c["gt_by_area"][area_bin] += 1
-                c["gt_by_place"][place] += 1
-                if r not in pair_of:
-                    c["unmatched_by_area"][area_bin] += 1
-                    c["unmatched_by_place"][place] += 1
-                elif iou[r, pair_of[r]] < 0.5:
-                    c["loc_by_area"][area_bin] += 1
-                    c["loc_by_place"][place] += 1
+                ink_bin = (int(np.searchsorted(INK_BINS, s["gt_ink"][t, ids[r]], side="right")) - 1
+                           if "gt_ink" in s else None)
+                kinds = ("gt",) + (("unmatched",) if r not in pair_of else ("loc",) if iou[r, pair_of[r]] < 0.5 else ())
+                for kind in kinds:
+                    c[f"{kind}_by_area"][area_bin] += 1
+                    c[f"{kind}_by_place"][place] += 1
+                    if ink_bin is not None:
+                        c[f"{kind}_by_ink"][ink_bin] += 1
             c["pure_fp"] += len(pred) - len(pairs)
             for r, q in pairs:
                 g, p = gt[r], pred[q]
@@ -276,8 +304,9 @@ def main():
         # with its crop's corner.
         corners = np.tile(batch["corners"].numpy(), 2)  # [B, T, S, 4]
         full = batch["boxes"].numpy()[:, :1] - corners[:, :1] + corners  # [B, T, S, 4]
-        for sequence, boxes in zip(batch_sequences, full):
-            sequence["gt_full_boxes"] = boxes
+        ink = ink_counts(batch["frames"].numpy(), batch["boxes"].numpy())  # [B, T, S]
+        for sequence, boxes, digits_ink in zip(batch_sequences, full, ink):
+            sequence["gt_full_boxes"], sequence["gt_ink"] = boxes, digits_ink
         sequences.extend(batch_sequences)
         for b, sequence in enumerate(batch_sequences):
             if args.figure and len(shown["frames"]) < 6:
@@ -324,6 +353,12 @@ def main():
     print("| visible box area (px) | share of GT | localisation failure | no object |\n|---|---|---|---|")
     for lo, hi, g, n, u in zip(areas, areas[1:], c["gt_by_area"], c["loc_by_area"], c["unmatched_by_area"]):
         print(f"| [{lo:g}, {hi:g}) | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} |")
+    inks = list(INK_BINS) + [float("inf")]
+    print(f"| pixels ≥ {INK_LEVEL} in the digit's box | share of GT | localisation failure | no object | MOTA lost "
+          "|\n|---|---|---|---|---|")
+    for lo, hi, g, n, u in zip(inks, inks[1:], c["gt_by_ink"], c["loc_by_ink"], c["unmatched_by_ink"]):
+        print(f"| [{lo:g}, {hi:g}) | {g / max(gt, 1):.3f} | {n / max(g, 1):.3f} | {u / max(g, 1):.3f} | "
+              f"{(2 * n + u) / max(gt, 1):.3f} |")
     print("| where the digit is | share of GT | localisation failure | no object | MOTA lost |\n|---|---|---|---|---|")
     for place in PLACES:
         g, n, u = (c[f"{key}_by_place"][place] for key in ("gt", "loc", "unmatched"))

@@ -114,3 +114,30 @@ def test_the_switches_sum_to_trackevals_idsw_on_random_tracks(whole_pixels):
     idsw = tracking_metrics.evaluate_tracking(sequences)["IDSW"]
     assert idsw > 20  # the case is not trivial
     assert sum(counts.values()) == idsw
+
+
+def test_ink_counts_the_strong_pixels_inside_each_box():
+    rng = np.random.default_rng(0)
+    frames = rng.uniform(size=[2, 3, 12, 12, 1])  # [B, T, H, W, C]
+    boxes = rng.integers(0, 13, [2, 3, 2, 4])
+    boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2])  # some empty, some reaching the canvas' edge
+    boxes[0, 0, 0] = [0, 0, 12, 12]
+    ink = tracking_errors.ink_counts(frames, boxes)
+    assert ink.shape == (2, 3, 2)
+    for b, t, j in np.ndindex(*ink.shape):
+        y0, x0, y1, x1 = boxes[b, t, j]
+        assert ink[b, t, j] == np.sum(frames[b, t, y0:y1, x0:x1, 0] >= 0.5), (b, t, j)
+    assert ink[0, 0, 0] == np.sum(frames[0, 0] >= 0.5)
+    np.testing.assert_array_equal(tracking_errors.ink_counts(frames[..., 0], boxes), ink)  # without the channel
+
+
+def test_failures_are_binned_by_the_digits_ink():
+    # Frame 0: digit A (3 strong pixels) found, digit B (50) missed; frame 1: A mislocalised, B found.
+    seq = _seq([[A, B_APART]] * 2, [[A, EMPTY], [NEAR_A, B_APART]], [[10, 11]] * 2, [[1, 0], [1, 1]])
+    seq["gt_ink"] = np.array([[3, 50], [3, 50]])
+    c = tracking_errors.classify([seq], 50)
+    bin_of = {n: int(np.searchsorted(tracking_errors.INK_BINS, n, side="right")) - 1 for n in (3, 50)}
+    assert c["gt_by_ink"][bin_of[3]] == 2 and c["gt_by_ink"][bin_of[50]] == 2
+    assert c["loc_by_ink"][bin_of[3]] == 1 and sum(c["loc_by_ink"]) == 1
+    assert c["unmatched_by_ink"][bin_of[50]] == 1 and sum(c["unmatched_by_ink"]) == 1
+    assert sum(c["gt_by_ink"]) == c["gt"] == 4

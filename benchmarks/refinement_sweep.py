@@ -7,7 +7,7 @@ and `STEPS` (benchmarks/RESULTS.md, issue 10, "Refining the boxes at test time")
 
 Usage:
     python benchmarks/refinement_sweep.py RUN [--checkpoint PREFIX] [--num 200] [--k 5] [--data DATA]
-        [--rates 0.02,0.05,0.1] [--steps 0,10,30,50,100,200]
+        [--split test] [--rates 0.02,0.05,0.1] [--steps 0,10,30,50,100,200]
 """
 
 import argparse
@@ -21,7 +21,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory (sqair-train --workdir)")
     parser.add_argument("--checkpoint", help="checkpoint prefix (default: the latest)")
-    parser.add_argument("--num", type=int, default=200, help="held-out test sequences (default 200)")
+    parser.add_argument("--num", type=int, default=200, help="sequences (default 200)")
+    parser.add_argument("--split", default="test", help="split to score (default test; train to choose a setting "
+                                                          "without looking at the held-out sequences)")
     parser.add_argument("--k", type=int, default=5, help="particles (default 5)")
     parser.add_argument("--data", help="data directory (default: the run's own)")
     parser.add_argument("--rates", default="0.02,0.05,0.1", help="Adam step sizes, comma-separated")
@@ -50,9 +52,9 @@ def main():
             seconds[cell] += time.perf_counter() - start
             scored[cell].extend(evaluator.tracking_sequences(batch, dict(best, boxes=boxes)))
 
-    evaluator.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
+    evaluator.evaluate(model, args.data or config.data_dir, args.split, args.num, args.k, chunk=args.k, batch_size=50,
                        seed=0, jit_compile=True, on_batch=on_batch, progress=True)
-    print(f"{args.run} step {step}: {args.num} test sequences, K = {args.k}, the same best particles in every row\n")
+    print(f"{args.run} step {step}: {args.num} {args.split} sequences, K = {args.k}, the same best particles in every row\n")
     print("| rate | steps | MOTA | IDF1 | HOTA | FN | FP | ID switches | refinement seconds (incl. compile) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rate, n in grid:

@@ -22,9 +22,9 @@ def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit
           chunk=None):
     """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference
     (`evaluator.evaluate` with K = `k` in chunks of `chunk` particles, default one chunk as `sqair-eval --chunk K`),
-    and so the particle chosen, is the same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA draws other random numbers than the
-    eager kernels; `benchmarks/bench_tracking.py` scores without); with `refine_steps` as `sqair-eval
-    --refine-steps` (the boxes are drawn from the refined latents)."""
+    and so the particle chosen, is the same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA
+    draws other random numbers than the eager kernels; `benchmarks/bench_tracking.py` scores without); with
+    `refine_steps` as `sqair-eval --refine-steps` (the boxes are drawn from the refined latents)."""
     import numpy as np
 
     from evaluation import evaluator

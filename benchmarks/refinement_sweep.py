@@ -54,7 +54,8 @@ def main():
 
     evaluator.evaluate(model, args.data or config.data_dir, args.split, args.num, args.k, chunk=args.k, batch_size=50,
                        seed=0, jit_compile=True, on_batch=on_batch, progress=True)
-    print(f"{args.run} step {step}: {args.num} {args.split} sequences, K = {args.k}, the same best particles in every row\n")
+    print(f"{args.run} step {step}: {args.num} {args.split} sequences, K = {args.k}, the same best particles in "
+          "every row\n")
     print("| rate | steps | MOTA | IDF1 | HOTA | FN | FP | ID switches | refinement seconds (incl. compile) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rate, n in grid:

@@ -84,6 +84,13 @@ INK_BINS = (0, 1, 5, 10, 20, 40)  # Lower edges of `ink_counts`: pixels ≥ INK_
 INK_LEVEL = 0.5
 
 
+def _bin(lower_edges, value):
+    """Index of the bin of `value` among bins given by their ascending lower edges (the last one is open)."""
+    import numpy as np
+
+    return int(np.searchsorted(lower_edges, value, side="right")) - 1
+
+
 def ink_counts(frames, boxes):
     """[..., T, S] pixels of at least INK_LEVEL inside each ground-truth box (0 for an empty box).
 
@@ -142,10 +149,9 @@ def classify(sequences, size):
             c["unmatched"] += len(gt) - len(pairs)
             pair_of = dict(pairs)  # ground-truth row → its object
             for r, g in enumerate(gt):
-                area_bin = int(np.searchsorted(AREA_BINS, _area(g), side="right")) - 1
+                area_bin = _bin(AREA_BINS, _area(g))
                 place = place_kind(s["gt_boxes"], s["gt_present"], t, ids[r], size)
-                ink_bin = (int(np.searchsorted(INK_BINS, s["gt_ink"][t, ids[r]], side="right")) - 1
-                           if "gt_ink" in s else None)
+                ink_bin = _bin(INK_BINS, s["gt_ink"][t, ids[r]]) if "gt_ink" in s else None
                 kinds = ("gt",) + (("unmatched",) if r not in pair_of else ("loc",) if iou[r, pair_of[r]] < 0.5 else ())
                 for kind in kinds:
                     c[f"{kind}_by_area"][area_bin] += 1
@@ -164,7 +170,7 @@ def classify(sequences, size):
                 prev = s["gt_boxes"][t - 1, j] if t and s["gt_present"][t - 1, j] else None
                 speed = None if prev is None else float(np.hypot((g[0] + g[2] - prev[0] - prev[2]) / 2,
                                                                   (g[1] + g[3] - prev[1] - prev[3]) / 2))
-                speed_bin = None if speed is None else int(np.searchsorted(SPEED_BINS, speed, side="right")) - 1
+                speed_bin = None if speed is None else _bin(SPEED_BINS, speed)
                 c["gt_by_frame"][t] += 1
                 if speed_bin is not None:
                     c["gt_by_speed"][speed_bin] += 1

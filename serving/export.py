@@ -293,12 +293,22 @@ def _existing_versions(out_base):
     return sorted(int(name) for name in os.listdir(out_base) if name.isdigit())
 
 
+def check_options(num_particles, refine_steps, version=None):
+    """Raises ExportError for a bad K, refinement count or version (None: chosen later). Imports nothing heavy, so
+    `main` calls it before TensorFlow loads, and `export_model` calls it for callers from Python."""
+    options = [("--k (particles)", num_particles, 1), ("--refine-steps", refine_steps, 0)]
+    if version is not None:
+        options.append(("--version", version, 0))
+    for flag, value, least in options:
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ExportError(f"{flag} must be an integer ≥ {least}, got {value!r}")
+
+
 def choose_version(out_base, step, version=None):
-    """The version to write: `version` if given (an error if taken), else `step`, else one above the highest."""
+    """The version to write: `version` if given (≥ 0, `check_options`; an error if taken), else `step`, else one
+    above the highest."""
     existing = _existing_versions(out_base)
     if version is not None:
-        if version < 0:
-            raise ExportError(f"--version must be ≥ 0, got {version}")
         if version in existing or os.path.exists(os.path.join(out_base, str(version))):
             raise ExportError(f"{os.path.join(out_base, str(version))} already exists; refusing to overwrite it "
                               f"(choose another --version or leave it out)")
@@ -331,17 +341,14 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
 
     Raises:
       trainers.checkpoints.CheckpointError: no run directory or checkpoint.
-      ExportError: bad `num_particles` or `version`, or `version` already exists.
+      ExportError: bad `num_particles`, `refine_steps` or `version` (`check_options`), or `version` already exists.
     """
     import keras
     import tensorflow as tf
 
     from trainers import checkpoints
 
-    if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
-        raise ExportError(f"--k (particles) must be an integer ≥ 1, got {num_particles!r}")
-    if not isinstance(refine_steps, int) or isinstance(refine_steps, bool) or refine_steps < 0:
-        raise ExportError(f"--refine-steps must be an integer ≥ 0, got {refine_steps!r}")
+    check_options(num_particles, refine_steps, version)
     if os.path.exists(out_base) and not os.path.isdir(out_base):
         raise ExportError(f"{out_base} exists and is not a directory")
     model, config, step = checkpoints.load_model(workdir, checkpoint)
@@ -446,12 +453,10 @@ def main(argv=None):
         print(f"sqair-export: error: {message}", file=sys.stderr)
         return 2
 
-    if args.k < 1:
-        return fail(f"--k (particles) must be ≥ 1, got {args.k}")
-    if args.refine_steps < 0:
-        return fail(f"--refine-steps must be ≥ 0, got {args.refine_steps}")
-    if args.version is not None and args.version < 0:
-        return fail(f"--version must be ≥ 0, got {args.version}")
+    try:
+        check_options(args.k, args.refine_steps, args.version)
+    except ExportError as e:
+        return fail(str(e))
     if args.pretrained:
         from trainers import pretrained
 

@@ -48,20 +48,32 @@ def test_loss_falls_within_a_few_dozen_steps(debug_data, tmp_path):
     assert after > before + 25.0, (before, after)  # Measured: −515 → −469 nats over 3 frames.
 
 
-@pytest.mark.slow
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp_path):
-    straight = trainer_lib.Trainer(_config(debug_data), str(tmp_path / "a"), progress=False, log=lambda *a: None)
-    straight.train()  # 8 steps, crossing a curriculum stage (L = 2 → 3 at step 4) and a checkpoint.
+@pytest.fixture(scope="module")
+def plain_run(debug_data, tmp_path_factory):
+    """The `debug` preset's whole run (8 steps, crossing a curriculum stage, L = 2 → 3 at step 4, and a checkpoint),
+    paused in-process after steps 3 and 4, where the count-penalty test reads it; it is never reloaded, so it is
+    also the uninterrupted run of the resume test. Shared: each trainer traces its loops again (~20 s a length)."""
+    trainer = trainer_lib.Trainer(_config(debug_data), str(tmp_path_factory.mktemp("plain_run")), progress=False,
+                                  log=lambda *a: None)
+    trainer.train(total_steps=3, finalize=False)
+    at_3 = _state(trainer)
+    trainer.train(total_steps=4, finalize=False)
+    weights_at_4 = trainer.model.get_weights()
+    trainer.train()
+    return dict(at_3=at_3, weights_at_4=weights_at_4, at_end=_state(trainer))
 
-    first = trainer_lib.Trainer(_config(debug_data), str(tmp_path / "b"), progress=False, log=lambda *a: None)
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, plain_run, tmp_path):
+    first = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lambda *a: None)
     first.train(total_steps=6)  # Stops between checkpoints; finalize saves at step 6.
     del first
     lines = []
-    resumed = trainer_lib.Trainer(_config(debug_data), str(tmp_path / "b"), progress=False, log=lines.append)
+    resumed = trainer_lib.Trainer(_config(debug_data), str(tmp_path), progress=False, log=lines.append)
     assert int(resumed.step.numpy()) == 6 and "resumed" in lines[0]
     resumed.train()
 
-    a, b = _state(straight), _state(resumed)
+    a, b = plain_run["at_end"], _state(resumed)
     assert len(a) == len(b)
     # Equal to float32 rounding: on a loaded machine a multi-threaded CPU kernel can sum in another order (a CI
     # run with two trainings beside it differed by 3e-8 in 82 of 576 weights). Resuming at the wrong batch or seed
@@ -71,20 +83,16 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(debug_data, tmp
 
 
 @pytest.mark.slow
-def test_count_penalty_enters_the_loss_at_count_penalty_start(debug_data, tmp_path):
+def test_count_penalty_enters_the_loss_at_count_penalty_start(debug_data, plain_run, tmp_path):
     # λ = 50 from step 3 (inside a 2-step loop, so the trainer must end a loop there): the first 3 steps are those of
     # the run without λ, the 4th is not.
-    quiet = dict(progress=False, log=lambda *a: None)
-    plain = trainer_lib.Trainer(_config(debug_data), str(tmp_path / "plain"), **quiet)
-    late = trainer_lib.Trainer(_config(debug_data, "model.count_penalty=50", "count_penalty_start=3"),
-                               str(tmp_path / "late"), **quiet)
-    for trainer in (plain, late):
-        trainer.train(total_steps=3, finalize=False)
-    for x, y in zip(_state(plain), _state(late)):
+    late = trainer_lib.Trainer(_config(debug_data, "model.count_penalty=50", "count_penalty_start=3"), str(tmp_path),
+                               progress=False, log=lambda *a: None)
+    late.train(total_steps=3, finalize=False)
+    for x, y in zip(plain_run["at_3"], _state(late)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
-    for trainer in (plain, late):
-        trainer.train(total_steps=4, finalize=False)
-    moved = [np.abs(x - y).max() for x, y in zip(plain.model.get_weights(), late.model.get_weights())]
+    late.train(total_steps=4, finalize=False)
+    moved = [np.abs(x - y).max() for x, y in zip(plain_run["weights_at_4"], late.model.get_weights())]
     assert max(moved) > 1e-4, moved
     assert late._loop_keys == [(2, 0.0), (2, None)]  # Steps 0–1 and 2 without λ, step 3 with it.
 
@@ -92,7 +100,8 @@ def test_count_penalty_enters_the_loss_at_count_penalty_start(debug_data, tmp_pa
 @pytest.fixture(scope="module")
 def budget_run(debug_data, tmp_path_factory):
     """A run stopped by a wall-clock budget, then trained on to step 4 (where every kind of summary is logged):
-    what each stage left, and its directory. Shared so that one run serves the budget and TensorBoard tests."""
+    what each stage left, its directory and its final weights. Shared so that one run serves the budget,
+    TensorBoard and load-model tests."""
     workdir = tmp_path_factory.mktemp("budget_run")
     lines = []
     trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=1000"), str(workdir), progress=False,
@@ -101,7 +110,8 @@ def budget_run(debug_data, tmp_path_factory):
     stopped = dict(step=int(trainer.step.numpy()), checkpoint=os.path.basename(trainer.manager.latest_checkpoint),
                    lines=list(lines))
     trainer.train(total_steps=4, max_seconds=3600.0)  # A budget it does not reach: the step count ends it.
-    return dict(workdir=workdir, stopped=stopped, final_step=int(trainer.step.numpy()))
+    return dict(workdir=workdir, stopped=stopped, final_step=int(trainer.step.numpy()), config=trainer.config,
+                weights={v.path: v.numpy() for v in trainer.model.weights})
 
 
 @pytest.mark.slow
@@ -305,18 +315,15 @@ def test_paper_preset_is_the_spec_recipe():
 
 
 @pytest.mark.slow
-def test_load_model_restores_every_weight_without_the_optimizer(debug_data, tmp_path):
+def test_load_model_restores_every_weight_without_the_optimizer(budget_run):
     from trainers import checkpoints
 
-    trainer = trainer_lib.Trainer(_config(debug_data, "total_steps=2"), str(tmp_path), progress=False,
-                                  log=lambda *a: None)
-    trainer.train()
-    model, config, step = checkpoints.load_model(str(tmp_path))
-    assert step == 2 and config == trainer.config
-    trained = {v.path: v.numpy() for v in trainer.model.weights}
+    model, config, step = checkpoints.load_model(str(budget_run["workdir"]))
+    assert step == 4 and config == budget_run["config"]
+    trained = budget_run["weights"]
     loaded = {v.path: v.numpy() for v in model.weights}
     assert trained.keys() == loaded.keys()
     for key in trained:
         np.testing.assert_array_equal(trained[key], loaded[key], err_msg=key)
     with pytest.raises(checkpoints.CheckpointError, match="no config.json"):
-        checkpoints.load_model(str(tmp_path / "nothing"))
+        checkpoints.load_model(str(budget_run["workdir"] / "nothing"))

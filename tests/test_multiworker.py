@@ -320,16 +320,22 @@ def test_a_worker_whose_peer_never_starts_stops_after_the_startup_timeout_in_one
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_the_launcher_reaches_every_worker_which_save_and_stop(debug_data, tmp_path):
+def test_ctrl_c_on_the_launcher_reaches_every_worker_which_save_and_stop(debug_data, debug_run, tmp_path):
+    # The cluster starts from another run's weights (--init-from, step 2): every worker takes them.
     workdir = str(tmp_path / "run")
     proc, log = _start_cluster(tmp_path, "ctrl_c", ["--workdir", workdir, "--preset", "debug", "--data", debug_data,
-                                                    "--set", "checkpoint_every=2", "--steps", "100000", *ONE_LENGTH])
-    _wait_for(lambda: _checkpoints(workdir) and len(_pids(log)) == 2, proc, 240, "the first checkpoint")
+                                                    "--init-from", debug_run, "--set", "checkpoint_every=2",
+                                                    "--steps", "100000", *ONE_LENGTH])
+    _wait_for(lambda: max(_checkpoints(workdir), default=0) > 2 and len(_pids(log)) == 2, proc, 240,
+              "a trained checkpoint")
     proc.send_signal(signal.SIGINT)  # What a terminal sends the launcher's process on Ctrl-C.
     assert proc.wait(timeout=120) == 128 + signal.SIGINT, log.read_text()[-3000:]
     text = log.read_text()
+    source = os.path.join(debug_run, "checkpoints", "ckpt-2")
+    assert all(any(line.startswith(f"initialised from {source} at step 2") for line in _worker_lines(log, w))
+               for w in (0, 1)), text[-3000:]
     assert "[launcher] SIGINT: passed on to the workers, which save and stop" in text
     stops = [next(line for line in _worker_lines(log, w) if line.startswith("interrupted:")) for w in (0, 1)]
     saved = int(re.search(r"at step (\d+);", stops[0]).group(1))
-    assert all(f"ckpt-{saved}" in s for s in stops) and _checkpoints(workdir)[-1] == saved
+    assert all(f"ckpt-{saved}" in s for s in stops) and _checkpoints(workdir)[-1] == saved > 2
     assert "killing" not in text and not _leftovers(tmp_path, workdir)  # They stopped on their own, cleanly.

@@ -10,13 +10,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/sqair-demo --workdir runs/demo
 
 # 2. The whole test suite, with the test extras, in TEST_WORKERS processes (pytest-xdist; one test file per
-#    process at a time, so a file's module fixtures are built once). A test mostly runs TensorFlow's small kernels
-#    one at a time and keeps about one core busy, so two processes use both cores of the machines CI runs on
-#    (BUILD.md "Tests and benchmarks": 1.66x faster than one process, at a memory cost). TEST_WORKERS=0 runs
-#    everything in one process.
+#    process at a time, so a file's module fixtures are built once; longest files first, tests/conftest.py). A test
+#    mostly runs TensorFlow's small kernels one at a time and keeps about one core busy, so two processes use both
+#    cores of the machines CI runs on (BUILD.md "Tests and benchmarks": 1.66x faster than one process, at a memory
+#    cost). TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # 3. Reproduce the shipped pretrained model (trainers/pretrained_models/mnist; BUILD.md "Pretrained models"): the
 #    paper's data, the `tracking_penalised` preset for MNIST_STEPS steps (25,000, the preset's whole run: about

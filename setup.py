@@ -23,7 +23,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "import-linter>=2.1"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.8", "import-linter>=2.1"],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
 }
 

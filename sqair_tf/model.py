@@ -91,17 +91,28 @@ class GlimpseObjectModel(interface.SequenceModel):
         return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
                                    self.config.image_shape[:2], shift_range=self.config.where_shift_range)
 
-    def refine(self, frames, outputs, steps=refinement.STEPS, learning_rate=refinement.LEARNING_RATE):
+    def refine(self, frames, outputs, steps=refinement.STEPS, learning_rate=refinement.LEARNING_RATE,
+               motion_weight=0.0):
         """`outputs` with the present objects' latents refined on `frames` (`refinement.refine_objects`), and the
         glimpses, canvas and both boxes drawn from them; the rest (presence, ids, counts, log weights) is kept.
 
         Args:
           frames: [..., H, W, C] aligned with `outputs`' leading axes (e.g. one particle per sequence, [B, T]).
-          outputs: a dict with at least z_what [..., N, D], z_where [..., N, 4] and z_pres [..., N].
+          outputs: a dict with at least z_what [..., N, D], z_where [..., N, 4] and z_pres [..., N] (and
+            object_ids [B, T, N] with a `motion_weight`).
+          motion_weight: λ per pixel² of the glimpse centres' acceleration (`refinement.acceleration_penalty`);
+            0 refines each frame alone.
         """
         cfg = self.config
+        height, width = cfg.image_shape[:2]
+
+        def centres(z_where):  # [..., N, 2] glimpse centres in pixels (x, y)
+            _, shift = spatial_transformer.where_to_transform(z_where, cfg.where_shift_range)
+            return shift * tf.constant([0.5 * (width - 1), 0.5 * (height - 1)], shift.dtype)
+
         refined = refinement.refine_objects(frames, outputs["z_what"], outputs["z_where"], outputs["z_pres"],
-                                            self.cell.decoder, self.cell.renderer, steps, learning_rate)
+                                            self.cell.decoder, self.cell.renderer, steps, learning_rate,
+                                            motion_weight, outputs.get("object_ids"), centres)
         outputs = dict(outputs, **refined)
         outputs["canvas"] = self.cell.renderer(outputs["glimpses"], outputs["z_where"], outputs["z_pres"])
         outputs["glimpse_boxes"] = spatial_transformer.boxes_from_where(

@@ -12,11 +12,16 @@ untouched; only the latents the boxes are drawn from change (BUILD.md, "Refined 
 affect only that frame's error and Adam's update is elementwise, so refining every frame of a batch at once is the
 same as refining each alone.
 
+With a `motion_weight`, the frames of a sequence are refined together: each object's glimpse centre pays for its
+acceleration over the frames where its id is present three frames running (`acceleration_penalty`), so at a
+crossing an object keeps its speed rather than sliding onto the other digit (benchmarks/RESULTS.md, issue 10,
+"Refinement with a smooth-motion term"). Off (0) by default.
+
 The optimiser is written on tensors in a `tf.while_loop`, not with Keras optimiser variables, so it runs inside any
 `tf.function`, XLA or a SavedModel signature (the `track` endpoint).
 """
 
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -59,9 +64,36 @@ def adam(loss_fn: Callable[..., tf.Tensor], params: Sequence[tf.Tensor], steps: 
     return [tf.stop_gradient(v) for v in values]
 
 
+def acceleration_penalty(centres: tf.Tensor, object_ids: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
+    """Σ ‖c_t − 2·c_{t−1} + c_{t−2}‖² over every object present with the same id at t − 2, t − 1 and t.
+
+    Args:
+      centres: [B, T, N, 2] each slot's position (any unit; `refine_objects` uses pixels).
+      object_ids: [B, T, N] integer ids; a slot at t and one at t − 1 with the same id are the same object.
+      present: [B, T, N] bool.
+
+    Returns:
+      scalar, differentiable in `centres`.
+    """
+    centres = tf.convert_to_tensor(centres)
+    same = tf.equal(object_ids[:, 1:, :, None], object_ids[:, :-1, None, :])  # [B, T−1, N, N]: (t, n) ~ (t−1, m)
+    both = tf.logical_and(present[:, 1:, :, None], present[:, :-1, None, :])
+    follows = tf.pad(tf.cast(tf.logical_and(same, both), centres.dtype), [[0, 0], [1, 0], [0, 0], [0, 0]])
+
+    def earlier(x):  # [B, T, N, K] → the same object's value one frame before (0 where it has none)
+        return tf.einsum("btnm,btmk->btnk", follows, tf.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]]))
+
+    before = earlier(centres)
+    has_two = earlier(tf.reduce_sum(follows, axis=-1, keepdims=True))  # [B, T, N, 1]: 1 if at t − 2 as well
+    acceleration = (centres - 2.0 * before + earlier(before)) * has_two
+    return tf.reduce_sum(tf.square(acceleration))
+
+
 def refine_objects(frames: tf.Tensor, z_what: tf.Tensor, z_where: tf.Tensor, z_pres: tf.Tensor,
                    decode: Callable[[tf.Tensor], tf.Tensor], render: Callable[..., tf.Tensor],
-                   steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> Dict[str, tf.Tensor]:
+                   steps: int = STEPS, learning_rate: float = LEARNING_RATE, motion_weight: float = 0.0,
+                   object_ids: Optional[tf.Tensor] = None,
+                   centres: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> Dict[str, tf.Tensor]:
     """Refines the present objects' z_what and z_where on their frames (module docstring).
 
     Args:
@@ -70,6 +102,9 @@ def refine_objects(frames: tf.Tensor, z_what: tf.Tensor, z_where: tf.Tensor, z_p
       decode: z_what [..., N, D] → glimpses [..., N, G, G, C] (the model's decoder).
       render: (glimpses, z_where, z_pres) → canvas [..., H, W, C] (the model's renderer).
       steps, learning_rate: of `adam`.
+      motion_weight: λ of `acceleration_penalty` added to the squared error (0: each frame alone). With λ > 0 the
+        leading axes must be [B, T], and `object_ids` [B, T, N] and `centres` (z_where [..., N, 4] → [..., N, 2],
+        e.g. in pixels) are required.
 
     Returns:
       dict of z_what [..., N, D], z_where [..., N, 4] and their decoded glimpses [..., N, G, G, C]. Absent slots
@@ -77,9 +112,14 @@ def refine_objects(frames: tf.Tensor, z_what: tf.Tensor, z_where: tf.Tensor, z_p
     """
     frames = tf.convert_to_tensor(frames, tf.float32)
     z_pres = tf.stop_gradient(tf.convert_to_tensor(z_pres, tf.float32))
+    if motion_weight and (object_ids is None or centres is None):
+        raise ValueError("motion_weight > 0 needs object_ids and centres")
 
-    def squared_error(what, where):
-        return tf.reduce_sum(tf.square(frames - render(decode(what), where, z_pres)))
+    def loss(what, where):
+        error = tf.reduce_sum(tf.square(frames - render(decode(what), where, z_pres)))
+        if not motion_weight:
+            return error
+        return error + motion_weight * acceleration_penalty(centres(where), object_ids, z_pres > 0.5)
 
-    what, where = adam(squared_error, [z_what, z_where], steps, learning_rate)
+    what, where = adam(loss, [z_what, z_where], steps, learning_rate)
     return {"z_what": what, "z_where": where, "glimpses": decode(what)}

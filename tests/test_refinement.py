@@ -3,6 +3,7 @@ again after a shift, and `SQAIR.refine` on the model's own outputs."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from sqair_tf import config as config_lib
@@ -55,19 +56,19 @@ def _blob(size=20):
     return tf.constant(np.clip(6.0 - r, 0.0, 1.0)[..., None], tf.float32)
 
 
+def decode(z_what):
+    """The hand-built decoder: a disc whose brightness is z_what, [..., N, 1] → [..., N, G, G, 1]."""
+    return _blob() * z_what[..., None, None]
+
+
+def render(glimpses, z_where, z_pres):
+    """The hand-built renderer: the glimpses on a black 40×40 canvas, [..., 40, 40, 1]."""
+    return glimpse.compose(glimpses, z_where, z_pres, tf.zeros([40, 40, 1]))[0]
+
+
 def test_refine_objects_finds_a_shifted_object_and_leaves_absent_slots_alone():
     # Two slots; the first draws a disc whose brightness is its z_what. The frame holds the disc at full brightness
     # at shift (0.2, −0.1); the slot starts 0.22 away and at brightness 0.6. The second slot is absent.
-    blob = _blob()
-
-    def decode(z_what):  # [..., N, 1] → [..., N, G, G, 1]
-        return blob * z_what[..., None, None]
-
-    mean_image = tf.zeros([40, 40, 1])
-
-    def render(glimpses, z_where, z_pres):
-        return glimpse.compose(glimpses, z_where, z_pres, mean_image)[0]
-
     scale = np.log(0.4 / 0.6)  # sigmoid⁻¹(0.4): the glimpse spans 40 % of the canvas.
     truth = tf.constant([[[scale, scale, np.arctanh(0.2), np.arctanh(-0.1)], [0.0, 0.0, 0.5, 0.5]]], tf.float32)
     z_pres = tf.constant([[1.0, 0.0]])
@@ -116,3 +117,52 @@ def test_sqair_refine_keeps_presence_and_ids_and_lowers_the_reconstruction_error
     present = batch_major["z_pres"].numpy() > 0.5
     assert present.any()  # The untrained model keeps some objects, so something was refined.
     np.testing.assert_array_equal(refined["z_where"].numpy()[~present], batch_major["z_where"].numpy()[~present])
+
+
+def test_acceleration_penalty_matches_a_loop_over_tracks():
+    # Random ids from a small pool, so that ids repeat across frames (the same object) and some slots are absent.
+    rng = np.random.default_rng(3)
+    b, t, n = 2, 5, 3
+    centres = rng.normal(size=(b, t, n, 2))
+    ids = np.stack([np.stack([rng.permutation(5)[:n] for _ in range(t)]) for _ in range(b)])  # unique per frame
+    present = rng.random((b, t, n)) < 0.8
+    expected = 0.0
+    for i in range(b):
+        for s in range(2, t):
+            for k in range(n):
+                if not present[i, s, k]:
+                    continue
+                earlier = [np.flatnonzero((ids[i, s - d] == ids[i, s, k]) & present[i, s - d]) for d in (1, 2)]
+                if all(len(e) == 1 for e in earlier):  # Present with the same id at t − 1 and t − 2.
+                    a = centres[i, s, k] - 2 * centres[i, s - 1, earlier[0][0]] + centres[i, s - 2, earlier[1][0]]
+                    expected += float(np.sum(a ** 2))
+    assert expected > 0  # The draw has tracks three frames long.
+    got = refinement.acceleration_penalty(tf.constant(centres), tf.constant(ids), tf.constant(present))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_motion_weight_puts_an_unseen_object_where_its_track_says():
+    # One object in three frames: the disc is at shift x = −0.3 and +0.3 in the first and last frames, and the
+    # middle frame is blank, so the frame says nothing of where the object is there (a disc drawn anywhere inside
+    # costs nearly the same: interpolation moves it a little). The object starts at x = 0.15 in the middle frame;
+    # the motion term moves it to the midpoint of its neighbours. Without it, it stays away from there.
+    def centres(z_where):
+        return spatial_transformer.where_to_transform(z_where)[1] * 19.5  # pixels
+
+    scale = np.log(0.4 / 0.6)
+    where = lambda x: [scale, scale, np.arctanh(x), 0.0]  # noqa: E731
+    truth = tf.constant([[[where(-0.3)], [where(0.0)], [where(0.3)]]], tf.float32)  # [B=1, T=3, N=1, 4]
+    z_pres = tf.ones([1, 3, 1])
+    frames = render(decode(tf.ones([1, 3, 1, 1])), truth, z_pres) * tf.constant([1.0, 0.0, 1.0])[:, None, None, None]
+    start = tf.constant([[[where(-0.3)], [where(0.15)], [where(0.3)]]], tf.float32)
+    ids = tf.constant([[[4], [4], [4]]])
+
+    def middle_x(**kwargs):
+        out = refinement.refine_objects(frames, tf.ones([1, 3, 1, 1]), start, z_pres, decode, render, steps=200,
+                                        object_ids=ids, centres=centres, **kwargs)
+        return float(spatial_transformer.where_to_transform(out["z_where"])[1][0, 1, 0, 0])
+
+    assert abs(middle_x(motion_weight=1.0)) < 0.01  # From 0.15 to the track's midpoint 0.0.
+    assert middle_x() > 0.08  # Each frame alone (measured: 0.11).
+    with pytest.raises(ValueError, match="needs object_ids and centres"):
+        refinement.refine_objects(frames, tf.ones([1, 3, 1, 1]), start, z_pres, decode, render, motion_weight=1.0)

@@ -4,9 +4,9 @@ For each run directory and each checkpoint it keeps (the `tracking` preset keeps
 `sqair-eval`'s evaluation (`evaluation.cli.run_evaluation`) on the first `--num` test sequences at full length
 (T = 10) with `--k` particles and no addition experiment, and appends one line per checkpoint to RUN/quality_curve.jsonl
 (checkpoints already there are skipped, so the benchmark resumes); `--refine-steps N` scores the boxes of latents
-refined on each frame (`sqair-eval --refine-steps`) as lines of their own. It then prints, per run and step: the
-curriculum length L, the paper's counting accuracy, the per-frame visible-digit accuracy, MOTA, IDF1, HOTA, the
-median IoU of matched pairs (drawn-pixel boxes) and the training-loop minutes to reach the step
+refined on the frames (`sqair-eval --refine-steps`, with `--motion-weight`) as lines of their own. It then prints,
+per run and step: the curriculum length L, the paper's counting accuracy, the per-frame visible-digit accuracy,
+MOTA, IDF1, HOTA, the median IoU of matched pairs (drawn-pixel boxes) and the training-loop minutes to reach the step
 (`trainers/run_history.py`: compilation after each start included, periodic evaluations and checkpoints excluded;
 the machine's minutes, shared with whatever else ran), and, across runs, each run's figures at the last common step
 (the issue's multi-seed table). A checkpoint scored under another box rule (another drawn-box threshold,
@@ -17,7 +17,7 @@ Train the runs first, e.g. three seeds:
 
 Usage:
     python benchmarks/bench_tracking.py RUN [RUN ...] [--num 1000] [--k 5] [--data DATA] [--every STEPS]
-        [--refine-steps N]
+        [--refine-steps N [--motion-weight λ]]
 """
 
 import argparse
@@ -38,9 +38,9 @@ def checkpoints_of(workdir):
     return sorted(found)
 
 
-def evaluate_run(workdir, num, k, data, every=1, refine_steps=0):
+def evaluate_run(workdir, num, k, data, every=1, refine_steps=0, motion_weight=None):
     """Scores the checkpoints of `workdir` at multiples of `every` steps not yet in its quality_curve.jsonl;
-    returns all its lines for (num, k, refine_steps) by step."""
+    returns all its lines for (num, k, refine_steps, the refinement's effective motion weight) by step."""
     from sqair_tf import glimpse
     from trainers import config as config_lib
     from evaluation import cli as eval_cli
@@ -56,18 +56,23 @@ def evaluate_run(workdir, num, k, data, every=1, refine_steps=0):
                 # detections) are scored again.
                 if (point.get("drawn_threshold", 0.1) == glimpse.DRAWN_THRESHOLD
                         and point.get("empty_boxes_skipped", False)):
-                    done[(point["step"], point["num"], point["k"], point.get("refine_steps", 0))] = point
+                    done[(point["step"], point["num"], point["k"], point.get("refine_steps", 0),
+                          point.get("motion_weight", 0.0))] = point
     with open(os.path.join(workdir, "config.json")) as f:
         config = config_lib.TrainConfig.from_json(f.read())
+    refinement = (refine_steps, eval_cli.effective_motion_weight(eval_cli.evaluation_args(
+        workdir, refine_steps=refine_steps, motion_weight=motion_weight)))
     for step, prefix in checkpoints_of(workdir):
-        if (step, num, k, refine_steps) in done or step % every:
+        if (step, num, k) + refinement in done or step % every:
             continue
         args = eval_cli.evaluation_args(workdir, checkpoint=prefix, data=data, k=k, num=num, chunk=k, batch=50,
-                                        jit=False, no_addition=True, no_progress=True, refine_steps=refine_steps)
+                                        jit=False, no_addition=True, no_progress=True, refine_steps=refine_steps,
+                                        motion_weight=motion_weight)
         report, _ = eval_cli.run_evaluation(args)
         t = report["tracking"]
         point = {"step": step, "num": num, "k": k, "seq_len": config.seq_len(step),
                  "drawn_threshold": glimpse.DRAWN_THRESHOLD, "empty_boxes_skipped": True, "refine_steps": refine_steps,
+                 "motion_weight": report["motion_weight"],
                  "counting_accuracy": report["counting_accuracy"],
                  "visible_counting_accuracy": report["visible_counting_accuracy"],
                  "MOTA": t["MOTA"], "IDF1": t["IDF1"], "HOTA": t["HOTA"], "IDSW": t["IDSW"],
@@ -76,11 +81,11 @@ def evaluate_run(workdir, num, k, data, every=1, refine_steps=0):
                  "log_px_iwae": report["log_px_iwae"], "eval_seconds": report["seconds"]}
         with open(path, "a") as f:
             f.write(json.dumps(point) + "\n")
-        done[(step, num, k, refine_steps)] = point
+        done[(step, num, k) + refinement] = point
         print(f"{workdir} step {step} (refine {refine_steps}): counting {point['counting_accuracy']:.4f} "
               f"MOTA {point['MOTA']:.4f} IDF1 {point['IDF1']:.4f} HOTA {point['HOTA']:.4f}", flush=True)
     minutes = run_history.training_minutes(workdir)
-    points = [dict(p) for key, p in sorted(done.items()) if key[1:] == (num, k, refine_steps)]
+    points = [dict(p) for key, p in sorted(done.items()) if key[1:] == (num, k) + refinement]
     for p in points:
         p["train_minutes"] = minutes.get(p["step"])
     return points
@@ -108,8 +113,12 @@ def main():
     parser.add_argument("--every", type=int, default=1, help="only checkpoints at multiples of this many steps")
     parser.add_argument("--refine-steps", type=int, default=0,
                         help="score boxes of latents refined by this many steps (sqair-eval --refine-steps; default 0)")
+    parser.add_argument("--motion-weight", type=float,
+                        help="the refinement's smooth-motion weight (sqair-eval --motion-weight; default: the "
+                             "package's)")
     args = parser.parse_args()
-    curves = {run: evaluate_run(run, args.num, args.k, args.data, args.every, args.refine_steps) for run in args.runs}
+    curves = {run: evaluate_run(run, args.num, args.k, args.data, args.every, args.refine_steps, args.motion_weight)
+              for run in args.runs}
     for run, points in curves.items():
         print(f"\n{run} ({args.num} test sequences, T = 10, K = {args.k}, refinement steps {args.refine_steps})"
               f"\n\n{HEADER}")

@@ -9,7 +9,8 @@ split only for the choice.
 
 Usage:
     python benchmarks/drawn_threshold_sweep.py (--workdir RUN [--checkpoint PREFIX] | --pretrained NAME) --data DATA
-        [--split train] [--num 300] [--k 5] [--jit] [--refine-steps N] [--thresholds 0.1,0.15,0.2,0.25,0.3]
+        [--split train] [--num 300] [--k 5] [--jit] [--refine-steps N [--motion-weight λ]]
+        [--thresholds 0.1,0.15,0.2,0.25,0.3]
 """
 
 import argparse
@@ -19,12 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit_compile=False, refine_steps=0,
-          chunk=None):
+          chunk=None, motion_weight=None):
     """{threshold: TrackEval metrics} of the best particle's drawn boxes at each threshold; the inference
     (`evaluator.evaluate` with K = `k` in chunks of `chunk` particles, default one chunk as `sqair-eval --chunk K`),
     and so the particle chosen, is the same for every threshold. With `jit_compile` as `sqair-eval --jit` (XLA
     draws other random numbers than the eager kernels; `benchmarks/bench_tracking.py` scores without); with
-    `refine_steps` as `sqair-eval --refine-steps` (the boxes are drawn from the refined latents)."""
+    `refine_steps` and `motion_weight` as `sqair-eval --refine-steps --motion-weight` (the boxes are drawn from
+    the refined latents)."""
     import numpy as np
 
     from evaluation import evaluator
@@ -41,7 +43,8 @@ def sweep(model, data_dir, split, num, k, thresholds, seed=0, batch_size=50, jit
             sequences[t].extend(evaluator.tracking_sequences(batch, dict(best, boxes=np.asarray(boxes))))
 
     evaluator.evaluate(model, data_dir, split, num, k, chunk=chunk or k, batch_size=batch_size, seed=seed,
-                       jit_compile=jit_compile, on_batch=on_batch, keep_box_inputs=True, refine_steps=refine_steps)
+                       jit_compile=jit_compile, on_batch=on_batch, keep_box_inputs=True, refine_steps=refine_steps,
+                       motion_weight=motion_weight)
     return {t: tracking_metrics.evaluate_tracking(sequences[t]) for t in thresholds}
 
 
@@ -58,6 +61,9 @@ def main():
     parser.add_argument("--jit", action="store_true", help="XLA-compile the inference (as sqair-eval's default)")
     parser.add_argument("--refine-steps", type=int, default=0,
                         help="draw the boxes from latents refined by this many steps (sqair-eval --refine-steps)")
+    parser.add_argument("--motion-weight", type=float,
+                        help="the refinement's smooth-motion weight (sqair-eval --motion-weight; default: the "
+                             "package's)")
     parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3",
                         help="comma-separated drawn-box thresholds (default 0.1,0.15,0.2,0.25,0.3)")
     args = parser.parse_args()
@@ -70,7 +76,7 @@ def main():
     model, _, step = checkpoints.load_model(workdir, checkpoint)
     thresholds = tuple(float(t) for t in args.thresholds.split(","))
     results = sweep(model, args.data, args.split, args.num, args.k, thresholds, jit_compile=args.jit,
-                    refine_steps=args.refine_steps)
+                    refine_steps=args.refine_steps, motion_weight=args.motion_weight)
     print(f"{args.pretrained or workdir} step {step}, {args.split} split, first {args.num} sequences, K = {args.k}, "
           f"{args.refine_steps} refinement steps\n")
     print("| threshold | MOTA | IDF1 | HOTA | FN | FP | ID switches |\n|---|---|---|---|---|---|---|")

@@ -25,7 +25,7 @@ replacement). TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
 
 Usage:
     python benchmarks/tracking_errors.py RUN [--checkpoint PREFIX] [--num 1000] [--k 5] [--data DATA]
-        [--refine-steps N] [--figure PNG [--figure-place along]]
+        [--refine-steps N [--motion-weight λ]] [--figure PNG [--figure-place along]]
 """
 
 import argparse
@@ -286,6 +286,9 @@ def main():
     parser.add_argument("--data", help="data directory (default: the run's own)")
     parser.add_argument("--refine-steps", type=int, default=0,
                         help="boxes of latents refined by this many steps (sqair-eval --refine-steps; default 0)")
+    parser.add_argument("--motion-weight", type=float,
+                        help="the refinement's smooth-motion weight (sqair-eval --motion-weight; default: the "
+                             "package's)")
     parser.add_argument("--figure", help="also write this PNG: inputs over reconstructions (boxes coloured by id) of "
                                          "the first 6 sequences where a digit in --figure-place is missed or "
                                          "mislocalised")
@@ -323,7 +326,8 @@ def main():
                         shown[key].append(np.asarray(best[key][b]))
 
     evaluator.evaluate(model, args.data or config.data_dir, "test", args.num, args.k, chunk=args.k, batch_size=50,
-                        seed=0, jit_compile=True, on_batch=on_batch, progress=True, refine_steps=args.refine_steps)
+                        seed=0, jit_compile=True, on_batch=on_batch, progress=True, refine_steps=args.refine_steps,
+                        motion_weight=args.motion_weight)
     t = tracking_metrics.evaluate_tracking(sequences)
     c = classify(sequences, size)
     if args.figure and shown["frames"]:
@@ -335,7 +339,8 @@ def main():
               f"({args.figure_place})")
     gt = c["gt"]
     print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}, "
-          f"{args.refine_steps} refinement steps")
+          f"{args.refine_steps} refinement steps" + (f" (motion weight {args.motion_weight})"
+                                                      if args.refine_steps and args.motion_weight is not None else ""))
     print(f"TrackEval: MOTA {t['MOTA']:.4f} = 1 − (FN {t['FN']} + FP {t['FP']} + IDSW {t['IDSW']}) / {gt}")
     print("| cause | boxes | share of GT | MOTA lost |\n|---|---|---|---|")
     rows = [("matched at IoU ≥ 0.5", c["tp"], 0),

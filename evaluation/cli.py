@@ -13,7 +13,8 @@ runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures
 - tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the pixels each
   present object draws, `glimpse.drawn_boxes`) and the visible ground-truth digits, IoU threshold 0.5, computed by
   TrackEval (`evaluation/tracking_metrics.py`); and the IoU distribution of matched pairs for the drawn boxes and the
-  glimpse footprints; with `--refine-steps N`, the boxes of latents refined on each frame (BUILD.md "Refined boxes");
+  glimpse footprints; with `--refine-steps N`, the boxes of latents refined on the frames (BUILD.md "Refined boxes"),
+  each sequence's frames together under a smooth-motion term (`--motion-weight`);
 - the addition experiment (`evaluation/addition.py`): a 19-way classifier of the sum of visible digits from the
   model's per-frame representation, trained on the training split;
 - the number of sequences, K, the seed, the checkpoint and its step, wall time.
@@ -63,6 +64,11 @@ def _parser():
                              "gradient steps on each frame's reconstruction error (BUILD.md \"Refined boxes\"; 50 "
                              "is a good value; default 0: the paper's amortised posterior as it is). The "
                              "likelihood, KL and counts are not affected")
+    parser.add_argument("--motion-weight", type=float, default=None, metavar="λ",
+                        help="with --refine-steps, the weight (per pixel²) of the refinement's smooth-motion term: "
+                             "a sequence's frames are refined together and each object's glimpse centre pays λ for "
+                             "its acceleration, so at a crossing it keeps its speed (default: the package's 0.1, "
+                             "sqair_tf.refinement.MOTION_WEIGHT; 0: each frame alone)")
     parser.add_argument("--no-addition", action="store_true",
                         help="skip the addition experiment (skipped anyway on video data: no digit labels)")
     parser.add_argument("--observed", type=int, default=3,
@@ -90,6 +96,16 @@ def evaluation_args(workdir, **overrides):
             raise TypeError(f"sqair-eval has no argument {name!r}")
         setattr(args, name, value)
     return args
+
+
+def effective_motion_weight(args):
+    """The smooth-motion weight λ the refinement uses: 0 without refinement (`--refine-steps 0`), else
+    `--motion-weight`, or the package's `refinement.MOTION_WEIGHT` when it is not given."""
+    from sqair_tf import refinement
+
+    if not args.refine_steps:
+        return 0.0
+    return refinement.MOTION_WEIGHT if args.motion_weight is None else float(args.motion_weight)
 
 
 def _collect_representations(model, data_dir, split, num, num_particles, seed, progress):
@@ -124,6 +140,7 @@ def run_evaluation(args):
 
     start = time.perf_counter()
     model, config, step = checkpoints.load_model(args.workdir, args.checkpoint)
+    motion_weight = effective_motion_weight(args)
     data_dir = args.data or config.data_dir
     progress = not args.no_progress
     sequences = []
@@ -137,7 +154,8 @@ def run_evaluation(args):
     main = evaluator.evaluate(model, data_dir, args.split, args.num, args.k, chunk=args.chunk,
                                batch_size=args.batch, seed=args.seed, jit_compile=args.jit,
                                on_batch=on_batch if model.has_objects and not proxy else None,
-                               progress=progress, refine_steps=args.refine_steps)
+                               progress=progress, refine_steps=args.refine_steps,
+                               motion_weight=motion_weight)
     tracking, box_iou = None, None  # A model without objects: every object metric is n/a (paper Table 1).
     if model.has_objects and not proxy:
         tracking = tracking_metrics.evaluate_tracking(sequences, iou_threshold=args.iou)
@@ -156,6 +174,7 @@ def run_evaluation(args):
         "particle_seconds": round(main["seconds"], 2), "first_batch_seconds": round(main["first_batch_seconds"], 2),
         "first_batch_sequences": main["first_batch_sequences"], "tracking": tracking, "box_iou": box_iou,
         "has_objects": bool(model.has_objects), "proxy_ground_truth": proxy, "refine_steps": args.refine_steps,
+        "motion_weight": motion_weight,
     }
     if not args.no_addition and not proxy:
         k_repr = config.num_particles
@@ -212,6 +231,8 @@ def markdown(report):
         (f"IDF1 (IoU {t['iou_threshold']})", f"{t['IDF1']:.4f}", "TrackEval Identity"),
         ("ID switches", f"{t['IDSW']}", f"over {t['num_gt_dets']} ground-truth boxes"),
         ("refinement steps before the boxes", f"{report.get('refine_steps', 0)}", "0: the amortised posterior"),
+        ("refinement's smooth-motion weight λ", f"{report.get('motion_weight', 0.0):g}",
+         "px⁻²; 0: each frame alone"),
     ]
     for name, summary in report["box_iou"].items():
         if summary["num_pairs"]:
@@ -351,6 +372,9 @@ def main(argv=None):
     if args.refine_steps < 0:
         print("sqair-eval: error: --refine-steps must be ≥ 0", file=sys.stderr)
         return 2
+    if args.motion_weight is not None and not 0 <= args.motion_weight < float("inf"):
+        print("sqair-eval: error: --motion-weight must be a finite number ≥ 0", file=sys.stderr)
+        return 2
     if not 0 < args.iou <= 1:
         print("sqair-eval: error: --iou must be in (0, 1]", file=sys.stderr)
         return 2
@@ -366,6 +390,8 @@ def main(argv=None):
         return 130
     os.makedirs(args.out, exist_ok=True)
     refined = f"-refine{args.refine_steps}" if args.refine_steps else ""
+    if report["motion_weight"]:
+        refined += f"-motion{report['motion_weight']:g}"
     stem = os.path.join(args.out, f"{args.split}-step{report['step']}-k{args.k}{refined}")
     for path, text in ((stem + ".json", json.dumps(report, indent=2)), (stem + ".md", table)):
         with open(path + ".tmp", "w") as f:

@@ -25,6 +25,7 @@ from data_pipelines import records
 from sqair_tf import glimpse
 from sqair_tf import interface
 from sqair_tf import metrics as metrics_lib
+from sqair_tf import refinement
 
 # Per-particle quantities reduced with importance weights ([B, c] per chunk); the object ones only for a model with
 # objects (`interface.SequenceModel.has_objects`).
@@ -86,12 +87,13 @@ def chunk_function(model, chunk, jit_compile=False, keep_box_inputs=False):
     return tf.function(run, jit_compile=jit_compile)
 
 
-def refine_function(model, steps, jit_compile=False):
-    """A compiled (frames [B, T, H, W, C], best) → the refined outputs of the best particle (`model.refine`) that
-    it holds: z_what, z_where, canvas, glimpse_boxes, boxes and, if kept, glimpses."""
+def refine_function(model, steps, motion_weight=0.0, jit_compile=False):
+    """A compiled (frames [B, T, H, W, C], best) → the refined outputs of the best particle (`model.refine` with
+    `motion_weight`) that it holds: z_what, z_where, canvas, glimpse_boxes, boxes and, if kept, glimpses."""
 
     def run(frames, best):
-        refined = model.refine(frames, {key: best[key] for key in ("z_what", "z_where", "z_pres")}, steps)
+        inputs = ("z_what", "z_where", "z_pres") + (("object_ids",) if motion_weight else ())
+        refined = model.refine(frames, {key: best[key] for key in inputs}, steps, motion_weight=motion_weight)
         keys = ("z_what", "z_where", "canvas", "glimpse_boxes", "boxes") + (("glimpses",) if "glimpses" in best else ())
         return {key: refined[key] for key in keys}
 
@@ -155,7 +157,7 @@ def stream_batches(data_dir, split, num_sequences, batch_size):
 
 def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=1000, chunk=50, batch_size=10,
              seed=0, jit_compile=False, keep_best=False, progress=False, on_batch=None, keep_box_inputs=False,
-             refine_steps=0):
+             refine_steps=0, motion_weight=None):
     """Evaluates `model` on a split with K = `num_particles` particles streamed in chunks.
 
     Args:
@@ -172,6 +174,8 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
         steps on its frames (`SequenceModel.refine`, BUILD.md "Refined boxes") before its boxes, canvas and
         tracks are read; the particle-averaged quantities (likelihood, KL, counts) are those of the amortised
         posterior.
+      motion_weight: λ of the refinement's smooth-motion term, which refines a sequence's frames together
+        (`SequenceModel.refine`; 0: each frame alone; None: the package's `refinement.MOTION_WEIGHT`).
 
     Returns:
       dict: per-sequence means over the split of iwae, elbo, ess, log_likelihood, kl and, for a model with
@@ -184,7 +188,10 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     ds, total, manifest = stream_batches(data_dir, split, num_sequences, batch_size)
     records.verify_checksums(manifest)
     run = chunk_function(model, chunk, jit_compile, keep_box_inputs)
-    refine = refine_function(model, refine_steps, jit_compile) if refine_steps and model.has_objects else None
+    motion_weight = refinement.MOTION_WEIGHT if motion_weight is None else motion_weight
+    refine = None
+    if refine_steps and model.has_objects:
+        refine = refine_function(model, refine_steps, motion_weight, jit_compile)
     start = time.perf_counter()
     sums, seen = {}, 0
     bar = None

@@ -26,7 +26,9 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
          log_weight      float32 [B]              log importance weight of the returned particle (sum over T)
     Inference runs K particles (--k) with a fixed internal seed and returns the highest-weight particle, so the
     same request always gives the same answer. With --refine-steps N, that particle's object latents are refined
-    by N gradient steps on each frame before the boxes, reconstruction and z_what are read. Particle noise is
+    by N gradient steps on the frames before the boxes, reconstruction and z_what are read; the frames of a
+    request are refined together, each object's glimpse centre paying --motion-weight λ for its acceleration
+    (0: each frame alone). Particle noise is
     drawn per batch row, so a sequence's answer can depend on the other sequences sent with it (relevant if TF
     Serving's request batching is on).
   generate
@@ -148,13 +150,14 @@ def _generated(outputs):
     return answer
 
 
-def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0):
+def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0, motion_weight=None):
     """The endpoint functions and their input signatures, for `keras.export.ExportArchive.add_endpoint`.
 
     A model with objects gets `track`, `generate` and `sample`; a model without objects (VRNN) has nothing to
     track and gets `reconstruct` (its `reconstruction` and `log_weight`) in place of `track`. With `refine_steps`,
     `track` and `track_window` answer with the best particle's latents refined on the frames
-    (`SequenceModel.refine`); the state `track_window` hands on stays the amortised one.
+    (`SequenceModel.refine` with `motion_weight`; None: the package's `refinement.MOTION_WEIGHT`); the state
+    `track_window` hands on stays the amortised one, and its smooth-motion term sees only the window's frames.
 
     Returns:
       dict name → (fn, input_signature), in the order the endpoints are added (`track` or `reconstruct` first,
@@ -162,8 +165,9 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0):
     """
     import tensorflow as tf
 
-    from sqair_tf import interface
+    from sqair_tf import interface, refinement
 
+    motion_weight = refinement.MOTION_WEIGHT if motion_weight is None else motion_weight
     image_shape = tuple(model.config.image_shape)
     k = int(num_particles)
 
@@ -180,7 +184,9 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0):
         return {"reconstruction": best["canvas"], "log_weight": log_weight}  # [B, T, H, W, C], [B]
 
     def refined(frames, best):
-        return model.refine(frames, best, refine_steps) if refine_steps else best
+        if not refine_steps:
+            return best
+        return model.refine(frames, best, refine_steps, motion_weight=motion_weight)
 
     def track(frames):
         best, log_weight, frames = best_of(frames, TRACK_KEYS + ("z_where",))
@@ -293,15 +299,18 @@ def _existing_versions(out_base):
     return sorted(int(name) for name in os.listdir(out_base) if name.isdigit())
 
 
-def check_options(num_particles, refine_steps, version=None):
-    """Raises ExportError for a bad K, refinement count or version (None: chosen later). Imports nothing heavy, so
-    `main` calls it before TensorFlow loads, and `export_model` calls it for callers from Python."""
+def check_options(num_particles, refine_steps, version=None, motion_weight=None):
+    """Raises ExportError for a bad K, refinement count, version or motion weight (None: chosen later). Imports
+    nothing heavy, so `main` calls it before TensorFlow loads, and `export_model` calls it for callers from Python."""
     options = [("--k (particles)", num_particles, 1), ("--refine-steps", refine_steps, 0)]
     if version is not None:
         options.append(("--version", version, 0))
     for flag, value, least in options:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ExportError(f"{flag} must be an integer ≥ {least}, got {value!r}")
+    if motion_weight is not None and (isinstance(motion_weight, bool) or not isinstance(motion_weight, (int, float))
+                                      or not 0 <= motion_weight < float("inf")):
+        raise ExportError(f"--motion-weight must be a finite number ≥ 0, got {motion_weight!r}")
 
 
 def choose_version(out_base, step, version=None):
@@ -324,7 +333,7 @@ def directory_size(path):
 
 
 def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpoint=None, version=None,
-                 refine_steps=0):
+                 refine_steps=0, motion_weight=None):
     """Exports a run's checkpoint as OUT_BASE/<version>/ with the endpoints of `make_endpoints`.
 
     Args:
@@ -332,6 +341,8 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
       out_base: the model base path TF Serving watches; created if missing.
       num_particles: K, particles `track` runs per sequence (≥ 1).
       refine_steps: refinement steps before `track` and `track_window` read the boxes (≥ 0; `make_endpoints`).
+      motion_weight: λ ≥ 0 of the refinement's smooth-motion term (`SequenceModel.refine`; 0: each frame alone;
+        None: the package's `refinement.MOTION_WEIGHT`).
       checkpoint: a checkpoint prefix (WORKDIR/checkpoints/ckpt-N) or None for the latest.
       version: integer version directory, or None for the checkpoint's step (or the next free integer above the
         existing versions if that is taken).
@@ -341,14 +352,17 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
 
     Raises:
       trainers.checkpoints.CheckpointError: no run directory or checkpoint.
-      ExportError: bad `num_particles`, `refine_steps` or `version` (`check_options`), or `version` already exists.
+      ExportError: bad `num_particles`, `refine_steps`, `version` or `motion_weight` (`check_options`), or `version`
+        already exists.
     """
     import keras
     import tensorflow as tf
 
+    from sqair_tf import refinement
     from trainers import checkpoints
 
-    check_options(num_particles, refine_steps, version)
+    check_options(num_particles, refine_steps, version, motion_weight)
+    motion_weight = refinement.MOTION_WEIGHT if motion_weight is None else motion_weight
     if os.path.exists(out_base) and not os.path.isdir(out_base):
         raise ExportError(f"{out_base} exists and is not a directory")
     model, config, step = checkpoints.load_model(workdir, checkpoint)
@@ -357,7 +371,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (fn, signature) in make_endpoints(model, num_particles, refine_steps).items():
+    for name, (fn, signature) in make_endpoints(model, num_particles, refine_steps, motion_weight).items():
         archive.add_endpoint(name, fn, signature)  # `track` first: ExportArchive makes it serving_default.
 
     os.makedirs(out_base, exist_ok=True)
@@ -366,7 +380,8 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
     try:
         archive.write_out(tmp, verbose=False)
         info = {"workdir": os.path.abspath(workdir), "checkpoint": os.path.abspath(checkpoint), "step": step,
-                "num_particles": num_particles, "refine_steps": refine_steps, "track_seed": list(TRACK_SEED),
+                "num_particles": num_particles, "refine_steps": refine_steps,
+                "motion_weight": motion_weight if refine_steps else 0.0, "track_seed": list(TRACK_SEED),
                 "model": config.model_name, "image_shape": list(config.model.image_shape),
                 "num_slots": getattr(config.model, "num_slots", None),
                 "z_what_dim": getattr(config.model, "z_what_dim", None),
@@ -436,8 +451,12 @@ def _parser():
                              f"(default {DEFAULT_NUM_PARTICLES}); latency grows about linearly with K")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
                         help="`track` and `track_window` refine the best particle's object latents by N gradient "
-                             "steps on each frame before drawing the boxes (as sqair-eval --refine-steps; 50 is a "
+                             "steps on the frames before drawing the boxes (as sqair-eval --refine-steps; 50 is a "
                              "good value; default 0)")
+    parser.add_argument("--motion-weight", type=float, default=None, metavar="λ",
+                        help="with --refine-steps, the weight (per pixel²) of the refinement's smooth-motion term, "
+                             "which asks each object's glimpse centre to keep its speed over a request's frames "
+                             "(default: the package's 0.1, sqair_tf.refinement.MOTION_WEIGHT; 0: each frame alone)")
     parser.add_argument("--checkpoint", metavar="PREFIX",
                         help="checkpoint prefix to export, e.g. WORKDIR/checkpoints/ckpt-4000 (default: the latest)")
     parser.add_argument("--version", type=int,
@@ -454,7 +473,7 @@ def main(argv=None):
         return 2
 
     try:
-        check_options(args.k, args.refine_steps, args.version)
+        check_options(args.k, args.refine_steps, args.version, args.motion_weight)
     except ExportError as e:
         return fail(str(e))
     if args.pretrained:
@@ -471,7 +490,8 @@ def main(argv=None):
 
     start = time.perf_counter()
     try:
-        path = export_model(args.workdir, args.out, args.k, args.checkpoint, args.version, args.refine_steps)
+        path = export_model(args.workdir, args.out, args.k, args.checkpoint, args.version, args.refine_steps,
+                            args.motion_weight)
     except (checkpoints.CheckpointError, ExportError) as e:
         return fail(str(e))
     except KeyboardInterrupt:

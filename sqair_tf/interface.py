@@ -93,10 +93,11 @@ class SequenceModel(keras.Model):
         e.g. the best particle's batch-major [B, T, ...]). Only for models with objects."""
         raise NotImplementedError(f"{type(self).__name__} has no objects, so no boxes")
 
-    def refine(self, frames, outputs, steps):
+    def refine(self, frames, outputs, steps, motion_weight=0.0):
         """`outputs` (batch-major, aligned with `frames` [..., H, W, C]) with the objects' latents refined on the
-        frames by `steps` gradient steps, and the boxes and canvas drawn from them (BUILD.md "Refined boxes").
-        Only for models with objects."""
+        frames by `steps` gradient steps, and the boxes and canvas drawn from them (BUILD.md "Refined boxes"); with
+        `motion_weight` λ > 0, each sequence's frames together, each object's centre paying λ for its
+        acceleration (outputs [B, T, ...] with `object_ids`). Only for models with objects."""
         raise NotImplementedError(f"{type(self).__name__} has no objects to refine")
 
     def frame_representation(self, outputs):

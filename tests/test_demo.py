@@ -8,6 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
+from sqair_tf import refinement
+
 pytestmark = pytest.mark.slow  # the main job end to end, twice
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +47,10 @@ def test_main_job_shows_the_pretrained_model_and_trains_a_fresh_one(tmp_path):
     assert figure.getextrema()[1] > 200
     export = os.path.join(rundir, "export", str(shipped["step"]), "saved_model.pb")
     assert os.path.exists(export)
+    # The SavedModel's `track` refines as the evaluation did: the package's steps and smooth-motion weight.
+    info = json.load(open(os.path.join(os.path.dirname(export), "assets.extra", "sqair_export.json")))
+    assert ((info["refine_steps"], info["motion_weight"]) == (shipped["refine_steps"], shipped["motion_weight"])
+            == (refinement.STEPS, refinement.MOTION_WEIGHT))
     assert "`track` from the SavedModel on 3 held-out sequences" in out.stdout
     tracked = [line for line in out.stdout.splitlines() if line.startswith("  sequence ")]
     assert len(tracked) == 3 and all("true count 0" not in line for line in tracked)
@@ -52,3 +58,4 @@ def test_main_job_shows_the_pretrained_model_and_trains_a_fresh_one(tmp_path):
     again = _demo(rundir)  # Keeps the data and the export, resumes the fresh run (already at its last step).
     assert again.returncode == 0, again.stderr[-3000:]
     assert "keeping the existing train split" in again.stdout and "resumed from" in again.stdout
+    assert os.listdir(os.path.join(rundir, "export")) == [str(shipped["step"])]  # The same refinement: reused.

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sqair_tf import refinement
+
 pytestmark = pytest.mark.slow  # a trained run and the evaluator's CLI in subprocesses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,11 +23,12 @@ def _eval(*args):
 
 
 def test_eval_writes_report_table_and_figures(debug_run):
-    # With boxes from refined latents (`--refine-steps`), which must leave every particle-averaged figure as it is.
+    # With boxes from refined latents (`--refine-steps`, and the package's smooth-motion weight by default), which
+    # must leave every particle-averaged figure as it is.
     out = _eval("--workdir", debug_run, "--k", "4", "--chunk", "2", "--num", "6", "--addition-train", "32", "--no-jit",
                 "--figures", "--no-progress", "--refine-steps", "2")
     assert out.returncode == 0, out.stderr[-3000:]
-    stem = os.path.join(debug_run, "eval", "test-step2-k4-refine2")
+    stem = os.path.join(debug_run, "eval", f"test-step2-k4-refine2-motion{refinement.MOTION_WEIGHT:g}")
     with open(stem + ".json") as f:
         report = json.load(f)
     assert (report["step"], report["k"], report["chunk"], report["num_sequences"], report["seed"]) == (2, 4, 2, 6, 0)
@@ -47,8 +50,10 @@ def test_eval_writes_report_table_and_figures(debug_run):
     assert report["addition"]["test_frames"] == 6 * 5 and report["addition"]["train_frames"] == 32 * 5
     table = open(stem + ".md").read()
     assert table in out.stdout and "| HOTA |" in table and "| log p(x \\| z) (importance-weighted) |" in table
-    assert table.count("\n|") == 19  # Header, rule and 17 metric rows: no row broken by a stray "|".
+    assert table.count("\n|") == 20  # Header, rule and 18 metric rows: no row broken by a stray "|".
     assert report["refine_steps"] == 2 and "| refinement steps before the boxes | 2 |" in table
+    assert report["motion_weight"] == refinement.MOTION_WEIGHT
+    assert f"| refinement's smooth-motion weight λ | {refinement.MOTION_WEIGHT:g} |" in table
     assert "| IoU of matched pairs, drawn boxes |" in table and "| IoU of matched pairs, glimpse boxes |" in table
     for name in ("drawn", "glimpse"):
         summary = report["box_iou"][name]
@@ -88,6 +93,9 @@ def test_eval_errors_are_one_line(debug_run, tmp_path):
     assert bad_k.returncode == 2 and "--k must be ≥ 1" in bad_k.stderr
     bad_refine = _eval("--workdir", debug_run, "--refine-steps", "-1")
     assert bad_refine.returncode == 2 and "--refine-steps must be ≥ 0" in bad_refine.stderr
+    for weight in ("-0.5", "nan"):
+        bad_motion = _eval("--workdir", debug_run, "--refine-steps", "5", "--motion-weight", weight)
+        assert bad_motion.returncode == 2 and "--motion-weight must be a finite number ≥ 0" in bad_motion.stderr
 
 
 def test_evaluation_args_are_the_command_lines_with_overrides():

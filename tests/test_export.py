@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from sqair_tf import interface
+from sqair_tf import refinement
 from trainers import checkpoints
 from serving import export
 
@@ -96,6 +97,7 @@ def test_export_writes_versions_atomically_and_never_overwrites(run_dir, exporte
     assert os.path.exists(os.path.join(exported, "saved_model.pb"))
     info = json.load(open(os.path.join(exported, "assets.extra", "sqair_export.json")))
     assert (info["step"], info["num_particles"], info["image_shape"]) == (2, K, [H, W, 1])
+    assert (info["refine_steps"], info["motion_weight"]) == (0, 0.0)  # No refinement, so no smooth-motion term.
 
     again = export.export_model(run_dir, out_base, num_particles=K)  # Step 2 taken: one above the highest.
     assert os.path.basename(again) == "3"
@@ -172,9 +174,10 @@ def test_fresh_process_without_the_project_matches_the_in_process_model(run_dir,
 
 
 def test_refined_track_answers_with_the_refined_best_particle(run_dir):
-    # `--refine-steps`: `track` is the in-process best particle refined on its frames (`SQAIR.refine`); presence,
-    # ids and counts stay the amortised ones. In process, to spare a second export: the demo exports the shipped
-    # model with refinement and calls its `track` through TF's loader (tests/test_demo.py).
+    # `--refine-steps`: `track` is the in-process best particle refined on its frames (`SQAIR.refine`, the frames
+    # together with the package's smooth-motion weight); presence, ids and counts stay the amortised ones. In
+    # process, to spare a second export: the demo exports the shipped model with refinement and calls its `track`
+    # through TF's loader (tests/test_demo.py).
     model, _, _ = checkpoints.load_model(run_dir)
     track, _ = export.make_endpoints(model, K, refine_steps=4)["track"]
     frames = _frames(2, 4, seed=7)
@@ -182,12 +185,14 @@ def test_refined_track_answers_with_the_refined_best_particle(run_dir):
     outputs = tf.function(lambda f: model(f, seed=tf.constant(export.TRACK_SEED, tf.int32), num_particles=K))(
         tf.constant(frames))
     best = interface.best_particle(outputs, interface.sequence_log_weights(outputs, K))
-    refined = model.refine(frames, best, 4)
+    refined = model.refine(frames, best, 4, motion_weight=refinement.MOTION_WEIGHT)
     expected = _in_process_track(model, frames, K)
     expected.update(boxes=refined["boxes"], glimpse_boxes=refined["glimpse_boxes"],
                     reconstruction=refined["canvas"], z_what=refined["z_what"])
     _assert_close(answer, expected)
     assert not np.allclose(refined["z_what"], best["z_what"])  # Four steps moved the present objects.
+    alone = model.refine(frames, best, 4)  # Each frame alone: the smooth-motion term changed the answer.
+    assert not np.allclose(refined["z_where"], alone["z_where"], rtol=0, atol=1e-5)
 
 
 def test_track_saved_model_helper(exported, loaded):
@@ -454,7 +459,7 @@ def test_cli_help_and_errors(run_dir, tmp_path, capsys):
     help_text = subprocess.run([sys.executable, "-m", "serving.export", "--help"], cwd=REPO, env=ENV,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0
-    for flag in ("--workdir", "--out", "--k", "--refine-steps", "--checkpoint", "--version"):
+    for flag in ("--workdir", "--out", "--k", "--refine-steps", "--motion-weight", "--checkpoint", "--version"):
         assert flag in help_text.stdout
 
     out = str(tmp_path / "out")
@@ -466,6 +471,8 @@ def test_cli_help_and_errors(run_dir, tmp_path, capsys):
         (["--workdir", run_dir, "--out", out, "--k", "0"], "--k (particles) must be an integer ≥ 1"),
         (["--workdir", run_dir, "--out", out, "--version", "-1"], "--version must be an integer ≥ 0"),
         (["--workdir", run_dir, "--out", out, "--refine-steps", "-1"], "--refine-steps must be an integer ≥ 0"),
+        (["--workdir", run_dir, "--out", out, "--refine-steps", "5", "--motion-weight", "inf"],
+         "--motion-weight must be a finite number ≥ 0, got inf"),
     ]
     for argv, message in cases:
         assert export.main(argv) == 2, argv

@@ -4,7 +4,8 @@
    from the 10,000 MNIST digits shipped with the package, and a preview of held-out sequences with their
    ground-truth boxes;
 2. the pretrained model shipped with the package (`--pretrained`, BUILD.md "Pretrained models"): its held-out
-   counting accuracy, MOTA, IDF1 and HOTA (boxes of latents refined on each frame, `--refine-steps`); figures of
+   counting accuracy, MOTA, IDF1 and HOTA (boxes of latents refined on the frames, `--refine-steps`, under a
+   smooth-motion term, `--motion-weight`); figures of
    held-out sequences with digits (inputs over reconstructions with id-coloured boxes, PNG and animated GIF; a
    conditional-generation strip); a SavedModel export and its `track` endpoint called on held-out sequences;
 3. a short run from scratch (the `demo` training preset) for whatever remains of the `--minutes` budget, so the
@@ -60,6 +61,9 @@ def _parser():
                              "refined by this many gradient steps on each frame (sqair-eval --refine-steps; "
                              "default: the package's recommended 50, sqair_tf.refinement.STEPS; 0: the amortised "
                              "posterior as it is)")
+    parser.add_argument("--motion-weight", type=float, metavar="λ",
+                        help="the refinement's smooth-motion weight per pixel² (sqair-eval --motion-weight; "
+                             "default: the package's 0.1, sqair_tf.refinement.MOTION_WEIGHT; 0: each frame alone)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of everything random; the test split uses SEED + 1 (default 0)")
     parser.add_argument("--data-preset", default="paper",
@@ -84,11 +88,16 @@ def main(argv=None):
     if args.refine_steps is not None and args.refine_steps < 0:
         print("sqair-demo: error: --refine-steps must be ≥ 0", file=sys.stderr)
         return 2
+    if args.motion_weight is not None and not 0 <= args.motion_weight < float("inf"):
+        print("sqair-demo: error: --motion-weight must be a finite number ≥ 0", file=sys.stderr)
+        return 2
     from sqair_tf import refinement
     from trainers import checkpoints, pretrained
     from trainers import trainer as trainer_lib
 
     args.refine_steps = refinement.STEPS if args.refine_steps is None else args.refine_steps
+    args.motion_weight = refinement.MOTION_WEIGHT if args.motion_weight is None else args.motion_weight
+    args.motion_weight = args.motion_weight if args.refine_steps else 0.0
 
     start = time.monotonic()
     data_dir = os.path.join(args.workdir, "data")
@@ -104,7 +113,8 @@ def main(argv=None):
         print(f"held-out counting accuracy {shipped['counting_accuracy']:.3f}, MOTA {shipped['tracking']['MOTA']:.3f}"
               f" ({shipped['seconds']:.0f} s with figures); exporting it as a SavedModel", flush=True)
         export_dir, tracked = _export_and_track(shipped_dir, shipped_weights, os.path.join(args.workdir, "export"),
-                                                data_dir, shipped["step"], args.refine_steps)
+                                                data_dir, shipped["step"], args.refine_steps,
+                                                args.motion_weight)
 
         budget = args.minutes * 60 - (time.monotonic() - start) - shipped["seconds"]  # Leave time to evaluate it.
         seconds = max(budget, args.min_train_seconds)
@@ -133,8 +143,10 @@ def main(argv=None):
     for name, meaning in MEANINGS:
         print(f"  {name}: {meaning}")
     if args.refine_steps:
-        print(f"  Boxes: each object's latents refined by {args.refine_steps} gradient steps on its frame before its "
-              f"box is read (the model's own inference alone: --refine-steps 0).")
+        motion = (f", a sequence's frames together with smooth-motion weight {args.motion_weight:g}"
+                  if args.motion_weight else ", each frame alone")
+        print(f"  Boxes: each object's latents refined by {args.refine_steps} gradient steps on the frames{motion}, "
+              f"before its box is read (the model's own inference alone: --refine-steps 0).")
     print(f"  The fresh run trained on {cfg.seq_len(0, fresh_trainer.data_len)}-frame sequences for "
           f"{fresh['step']} steps; the pretrained one for {shipped['step']:,} steps, on up to "
           f"{shipped_config.seq_len(shipped['step'])}-frame sequences.")
@@ -204,7 +216,7 @@ def _evaluate(args, workdir, checkpoint, data_dir, out, figures):
 
     ns = eval_cli.evaluation_args(workdir, checkpoint=checkpoint, data=data_dir, k=args.k, num=args.num_test,
                                   chunk=args.k, batch=50, seed=args.seed, jit=args.jit, no_addition=True,
-                                  refine_steps=args.refine_steps,
+                                  refine_steps=args.refine_steps, motion_weight=args.motion_weight,
                                   figures=figures, no_progress=args.no_progress, out=out,
                                   tensorboard=os.path.join(out, "tensorboard"))
     report, table = eval_cli.run_evaluation(ns)
@@ -232,15 +244,25 @@ def _train(args, data_dir, train_dir, seconds):
     return trainer
 
 
-def _export_and_track(workdir, checkpoint, export_base, data_dir, step, refine_steps, num=3):
-    """Exports the model with `refine_steps` (reusing an export of this step on a re-run) and runs `track` from the
-    SavedModel on the first `num` held-out sequences that show digits."""
+def _export_and_track(workdir, checkpoint, export_base, data_dir, step, refine_steps, motion_weight, num=3):
+    """Exports the model with `refine_steps` and `motion_weight` (reusing an export of this step with the same
+    refinement on a re-run) and runs `track` from the SavedModel on the first `num` held-out sequences that show
+    digits."""
+    import json
+
     from evaluation import cli as eval_cli
     from serving import export
 
     path = os.path.join(export_base, str(step))
-    if not os.path.isdir(path):
-        path = export.export_model(workdir, export_base, checkpoint=checkpoint, refine_steps=refine_steps)
+    try:
+        with open(os.path.join(path, "assets.extra", "sqair_export.json")) as f:
+            info = json.load(f)
+        reuse = (info["refine_steps"], info.get("motion_weight", 0.0)) == (refine_steps, motion_weight)
+    except (OSError, ValueError, KeyError):
+        reuse = False
+    if not reuse:  # A new version next to any other (`export.choose_version`): nothing is overwritten.
+        path = export.export_model(workdir, export_base, checkpoint=checkpoint, refine_steps=refine_steps,
+                                   motion_weight=motion_weight)
     frames, counts = eval_cli.sequences_with_digits(data_dir, "test", num)
     tracked = export.track_saved_model(path, frames)
     tracked["true_count"] = counts

@@ -7,9 +7,15 @@ held-out figures measured on the shipped weights; maintainers run it when a bett
         --name mnist --data DATA --num 1000
     python -m tools.package_pretrained --workdir runs/pedestrians --checkpoint runs/pedestrians/checkpoints/ckpt-N \\
         --name pedestrians --data VIDEO_DATA --num 484     # video data: counting against its proxy ground truth
+
+When only the refinement changes (`sqair_tf.refinement`), `--refresh-refined` measures the shipped MNIST model's
+refined figures again and rewrites them in its provenance, the weights untouched:
+
+    python -m tools.package_pretrained --refresh-refined mnist --data DATA --num 1000
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -46,7 +52,8 @@ def training_command(config, step):
 
 def held_out_figures(workdir, checkpoint, data, num, k, refine_steps=0):
     """(figures, manifest): `sqair-eval`'s held-out figures of a checkpoint on the first `num` test sequences of
-    `data` with K = `k`, as the provenance records them, and the test split's manifest."""
+    `data` with K = `k`, as the provenance records them, and the test split's manifest. With `refine_steps`, the
+    refinement uses the package's smooth-motion weight (`refinement.MOTION_WEIGHT`), as `sqair-eval` does."""
     from data_pipelines import records
     from evaluation import cli as eval_cli
 
@@ -68,7 +75,7 @@ def held_out_figures(workdir, checkpoint, data, num, k, refine_steps=0):
                "counting_accuracy": report["counting_accuracy"],
                "visible_counting_accuracy": report["visible_counting_accuracy"],
                "log_px_iwae": report["log_px_iwae"], "proxy_ground_truth": report["proxy_ground_truth"],
-               "refine_steps": refine_steps}
+               "refine_steps": refine_steps, "motion_weight": report["motion_weight"]}
     if tracking is not None:
         figures.update({key: tracking[key] for key in ("MOTA", "IDF1", "HOTA", "IDSW", "FP", "FN", "TP")},
                        box_iou_drawn=report["box_iou"]["drawn"])
@@ -95,7 +102,6 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
 
     import tensorflow as tf
 
-    from data_pipelines import generate, moving_mnist
     from sqair_tf import glimpse
     from sqair_tf import refinement
     from trainers import checkpoints, run_history
@@ -130,12 +136,9 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
     else:
         record["training_data"] = {"data_dir": config.data_dir, "generator": "sqair-data generate (paper preset, "
                                                                            "embedded 10k MNIST digits)"}
-        # The first 200 of the test split tests/test_pretrained.py generates (10,000 sequences, paper preset, seed
-        # 1, the digits' test half; the benchmark's test split).
-        with tempfile.TemporaryDirectory() as test_split:
-            generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
+        with _test_split() as test_split:
             record["held_out_200"] = held_out(test_split, 200)[0]
-            # The boxes as `sqair-demo` shows them: latents refined on each frame (BUILD.md "Refined boxes").
+            # The boxes as `sqair-demo` shows them: latents refined on the frames (BUILD.md "Refined boxes").
             record["held_out_200_refined"] = held_out(test_split, 200, refinement.STEPS)[0]
         record["held_out_refined"] = held_out(data_dir, num, refinement.STEPS)[0]
     final = os.path.join(out_root, name)
@@ -160,6 +163,41 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
     return record
 
 
+@contextlib.contextmanager
+def _test_split():
+    """A temporary copy of the test split tests/test_pretrained.py generates, whose first 200 sequences the
+    provenance's `held_out_200` figures are measured on (10,000 sequences, paper preset, seed 1, the digits' test
+    half; the benchmark's test split)."""
+    from data_pipelines import generate, moving_mnist
+
+    with tempfile.TemporaryDirectory() as test_split:
+        generate.generate_split(test_split, "test", 10_000, 1, moving_mnist.preset("paper"))
+        yield test_split
+
+
+def refresh_refined(name, data_dir, num=1000, k=5):
+    """Measures a shipped MNIST model's refined figures (`held_out_refined` on the first `num` test sequences of
+    `data_dir`, `held_out_200_refined`) again with the package's refinement and rewrites them in its provenance
+    (written next to it and renamed over it); the weights and every other record are kept. Returns the record."""
+    from sqair_tf import refinement
+    from trainers import pretrained
+
+    directory, checkpoint = pretrained.locate(name)
+    record = pretrained.provenance(name)
+    with _test_split() as test_split:
+        record["held_out_200_refined"] = held_out_figures(directory, checkpoint, test_split, 200, k,
+                                                          refinement.STEPS)[0]
+    record["held_out_refined"] = held_out_figures(directory, checkpoint, data_dir, num, k, refinement.STEPS)[0]
+    record["refined_figures"] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                 "commit": _git_commit(os.path.dirname(os.path.abspath(__file__)))}
+    path = os.path.join(directory, "provenance.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    return record
+
+
 def _git_commit(path):
     try:
         return subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -171,8 +209,11 @@ def _git_commit(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.package_pretrained", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", required=True, help="training run directory")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint prefix to ship")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="training run directory (with --checkpoint)")
+    source.add_argument("--refresh-refined", metavar="NAME",
+                        help="only measure the shipped model NAME's refined figures again (weights unchanged)")
+    parser.add_argument("--checkpoint", help="checkpoint prefix to ship (with --workdir)")
     parser.add_argument("--name", default="mnist", help="name users load it by (default mnist)")
     parser.add_argument("--data", required=True, help="data directory with a test split (held-out figures)")
     parser.add_argument("--num", type=int, default=1000, help="test sequences for the recorded figures (1000)")
@@ -181,6 +222,12 @@ def main(argv=None):
                                                 "trained it); the command, the wall-clock minutes (from the run's "
                                                 "TensorBoard log) and the packaging commit are added")
     args = parser.parse_args(argv)
+    if args.refresh_refined:
+        record = refresh_refined(args.refresh_refined, args.data, args.num, args.k)
+        print(json.dumps({key: record[key] for key in ("held_out_refined", "held_out_200_refined")}, indent=2))
+        return 0
+    if not args.checkpoint:
+        parser.error("--workdir needs --checkpoint")
     training = {}
     if args.training_json:
         with open(args.training_json) as f:

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 
+from trainers import flags
 from trainers import xla_cache
 
 
@@ -365,15 +366,11 @@ def main(argv=None):
     else:
         args.tensorboard = os.path.join(args.workdir, "tensorboard", "eval")
     args.out = args.out or os.path.join(args.workdir, "eval")
-    for name in ("k", "num", "chunk", "batch", "addition_train", "observed"):
-        if getattr(args, name) < 1:
-            print(f"sqair-eval: error: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
-            return 2
-    if args.refine_steps < 0:
-        print("sqair-eval: error: --refine-steps must be ≥ 0", file=sys.stderr)
-        return 2
-    if args.motion_weight is not None and not 0 <= args.motion_weight < float("inf"):
-        print("sqair-eval: error: --motion-weight must be a finite number ≥ 0", file=sys.stderr)
+    counts = [(f"--{name.replace('_', '-')}", getattr(args, name), 1)
+              for name in ("k", "num", "chunk", "batch", "addition_train", "observed")]
+    problem = flags.first_problem(counts + [("--refine-steps", args.refine_steps, 0)], args.motion_weight)
+    if problem:
+        print(f"sqair-eval: error: {problem}", file=sys.stderr)
         return 2
     if not 0 < args.iou <= 1:
         print("sqair-eval: error: --iou must be in (0, 1]", file=sys.stderr)

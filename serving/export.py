@@ -302,15 +302,14 @@ def _existing_versions(out_base):
 def check_options(num_particles, refine_steps, version=None, motion_weight=None):
     """Raises ExportError for a bad K, refinement count, version or motion weight (None: chosen later). Imports
     nothing heavy, so `main` calls it before TensorFlow loads, and `export_model` calls it for callers from Python."""
-    options = [("--k (particles)", num_particles, 1), ("--refine-steps", refine_steps, 0)]
+    from trainers import flags
+
+    options = [("--k", num_particles, 1), ("--refine-steps", refine_steps, 0)]
     if version is not None:
         options.append(("--version", version, 0))
-    for flag, value, least in options:
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ExportError(f"{flag} must be an integer ≥ {least}, got {value!r}")
-    if motion_weight is not None and (isinstance(motion_weight, bool) or not isinstance(motion_weight, (int, float))
-                                      or not 0 <= motion_weight < float("inf")):
-        raise ExportError(f"--motion-weight must be a finite number ≥ 0, got {motion_weight!r}")
+    problem = flags.first_problem(options, motion_weight)
+    if problem:
+        raise ExportError(problem)
 
 
 def choose_version(out_base, step, version=None):

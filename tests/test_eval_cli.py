@@ -90,12 +90,13 @@ def test_eval_errors_are_one_line(debug_run, tmp_path):
     bad_chunk = _eval("--workdir", debug_run, "--k", "5", "--chunk", "2", "--no-addition", "--no-progress")
     assert bad_chunk.returncode == 2 and "multiple of the chunk size" in bad_chunk.stderr
     bad_k = _eval("--workdir", debug_run, "--k", "0")
-    assert bad_k.returncode == 2 and "--k must be ≥ 1" in bad_k.stderr
+    assert bad_k.returncode == 2 and "--k must be an integer ≥ 1, got 0" in bad_k.stderr
     bad_refine = _eval("--workdir", debug_run, "--refine-steps", "-1")
-    assert bad_refine.returncode == 2 and "--refine-steps must be ≥ 0" in bad_refine.stderr
+    assert bad_refine.returncode == 2 and "--refine-steps must be an integer ≥ 0, got -1" in bad_refine.stderr
     for weight in ("-0.5", "nan"):
         bad_motion = _eval("--workdir", debug_run, "--refine-steps", "5", "--motion-weight", weight)
-        assert bad_motion.returncode == 2 and "--motion-weight must be a finite number ≥ 0" in bad_motion.stderr
+        assert bad_motion.returncode == 2 and f"--motion-weight must be a finite number ≥ 0, got {weight}" in (
+            bad_motion.stderr)
 
 
 def test_evaluation_args_are_the_command_lines_with_overrides():

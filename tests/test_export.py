@@ -468,7 +468,7 @@ def test_cli_help_and_errors(run_dir, tmp_path, capsys):
         (["--workdir", str(tmp_path), "--out", out], "not a training run directory"),
         (["--workdir", run_dir, "--out", out, "--checkpoint", os.path.join(run_dir, "checkpoints", "ckpt-99")],
          "no checkpoint"),
-        (["--workdir", run_dir, "--out", out, "--k", "0"], "--k (particles) must be an integer ≥ 1"),
+        (["--workdir", run_dir, "--out", out, "--k", "0"], "--k must be an integer ≥ 1, got 0"),
         (["--workdir", run_dir, "--out", out, "--version", "-1"], "--version must be an integer ≥ 0"),
         (["--workdir", run_dir, "--out", out, "--refine-steps", "-1"], "--refine-steps must be an integer ≥ 0"),
         (["--workdir", run_dir, "--out", out, "--refine-steps", "5", "--motion-weight", "inf"],

@@ -25,6 +25,7 @@ import sys
 import time
 
 from data_pipelines.errors import DataError
+from trainers import flags
 from trainers import xla_cache
 
 # What the numbers mean, printed under the side-by-side table.
@@ -81,15 +82,12 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    for name in ("num_train", "num_test", "k"):
-        if getattr(args, name) < 1:
-            print(f"sqair-demo: error: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
-            return 2
-    if args.refine_steps is not None and args.refine_steps < 0:
-        print("sqair-demo: error: --refine-steps must be ≥ 0", file=sys.stderr)
-        return 2
-    if args.motion_weight is not None and not 0 <= args.motion_weight < float("inf"):
-        print("sqair-demo: error: --motion-weight must be a finite number ≥ 0", file=sys.stderr)
+    counts = [(f"--{name.replace('_', '-')}", getattr(args, name), 1) for name in ("num_train", "num_test", "k")]
+    if args.refine_steps is not None:
+        counts.append(("--refine-steps", args.refine_steps, 0))
+    problem = flags.first_problem(counts, args.motion_weight)
+    if problem:
+        print(f"sqair-demo: error: {problem}", file=sys.stderr)
         return 2
     from sqair_tf import refinement
     from trainers import checkpoints, pretrained

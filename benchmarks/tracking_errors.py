@@ -298,6 +298,7 @@ def main():
 
     import numpy as np
 
+    from evaluation import cli as eval_cli
     from evaluation import tracking_metrics
     from evaluation import evaluator
     from trainers import checkpoints
@@ -339,8 +340,7 @@ def main():
               f"({args.figure_place})")
     gt = c["gt"]
     print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}, "
-          f"{args.refine_steps} refinement steps" + (f" (motion weight {args.motion_weight})"
-                                                      if args.refine_steps and args.motion_weight is not None else ""))
+          f"{args.refine_steps} refinement steps, motion weight {eval_cli.effective_motion_weight(args):g}")
     print(f"TrackEval: MOTA {t['MOTA']:.4f} = 1 − (FN {t['FN']} + FP {t['FP']} + IDSW {t['IDSW']}) / {gt}")
     print("| cause | boxes | share of GT | MOTA lost |\n|---|---|---|---|")
     rows = [("matched at IoU ≥ 0.5", c["tp"], 0),

@@ -62,7 +62,7 @@ def _parser():
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the tracking metrics (0.5)")
     parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
                         help="before reading boxes and tracks, refine the best particle's object latents by N "
-                             "gradient steps on each frame's reconstruction error (BUILD.md \"Refined boxes\"; 50 "
+                             "gradient steps on the frames' reconstruction error (BUILD.md \"Refined boxes\"; 50 "
                              "is a good value; default 0: the paper's amortised posterior as it is). The "
                              "likelihood, KL and counts are not affected")
     parser.add_argument("--motion-weight", type=float, default=None, metavar="λ",

@@ -28,9 +28,8 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
     same request always gives the same answer. With --refine-steps N, that particle's object latents are refined
     by N gradient steps on the frames before the boxes, reconstruction and z_what are read; the frames of a
     request are refined together, each object's glimpse centre paying --motion-weight λ for its acceleration
-    (0: each frame alone). Particle noise is
-    drawn per batch row, so a sequence's answer can depend on the other sequences sent with it (relevant if TF
-    Serving's request batching is on).
+    (0: each frame alone). Particle noise is drawn per batch row, so a sequence's answer can depend on the other
+    sequences sent with it (relevant if TF Serving's request batching is on).
   generate
     in:  frames float32 [B, T_obs, H, W, 1] (observed, in [0, 1]), num_steps int32 [], seed int32 [2]
     out: frames float32 [B, num_steps, H, W, 1], presence, boxes, object_ids of the imagined steps (as `track`)
@@ -300,8 +299,9 @@ def _existing_versions(out_base):
 
 
 def check_options(num_particles, refine_steps, version=None, motion_weight=None):
-    """Raises ExportError for a bad K, refinement count, version or motion weight (None: chosen later). Imports
-    nothing heavy, so `main` calls it before TensorFlow loads, and `export_model` calls it for callers from Python."""
+    """Raises ExportError for a bad K, refinement count, version (None: chosen later) or motion weight (None: the
+    package's). Imports nothing heavy, so `main` calls it before TensorFlow loads, and `export_model` calls it for
+    callers from Python."""
     from trainers import flags
 
     options = [("--k", num_particles, 1), ("--refine-steps", refine_steps, 0)]

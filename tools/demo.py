@@ -59,7 +59,7 @@ def _parser():
     parser.add_argument("--k", type=int, default=5, help="particles per held-out sequence (default 5)")
     parser.add_argument("--refine-steps", type=int,
                         help="both models' boxes (evaluation and the SavedModel's `track`) come from latents "
-                             "refined by this many gradient steps on each frame (sqair-eval --refine-steps; "
+                             "refined by this many gradient steps on the frames (sqair-eval --refine-steps; "
                              "default: the package's recommended 50, sqair_tf.refinement.STEPS; 0: the amortised "
                              "posterior as it is)")
     parser.add_argument("--motion-weight", type=float, metavar="λ",

@@ -11,6 +11,7 @@ import tensorflow as tf
 from sqair_tf import interface
 from sqair_tf import models
 from sqair_tf import objectives
+from sqair_tf import refinement
 from trainers import config as config_lib
 
 NAMES = models.names()
@@ -83,6 +84,13 @@ def test_best_particle_representation_and_boxes(name):
         refined = model.refine(frames, best, 2)
         np.testing.assert_array_equal(refined["z_pres"].numpy(), best["z_pres"].numpy())
         np.testing.assert_array_equal(refined["boxes"].numpy(), model.drawn_boxes(refined).numpy())
+        # With the smooth-motion term the commands use, the frames are refined together on the objects' ids.
+        ids = interface.best_particle({"object_ids": out["object_ids"]}, log_weights)
+        moving = model.refine(frames, dict(best, **ids), 2, motion_weight=refinement.MOTION_WEIGHT)
+        np.testing.assert_array_equal(moving["z_pres"].numpy(), best["z_pres"].numpy())
+        assert np.all(np.isfinite(moving["boxes"].numpy()))
+        if name == "mlp-air":  # AIR gives every object a new id each frame: the term has no track to act on.
+            np.testing.assert_array_equal(moving["z_where"].numpy(), refined["z_where"].numpy())
     else:
         with pytest.raises(NotImplementedError, match="no objects"):
             model.drawn_boxes(best)

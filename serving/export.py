@@ -188,7 +188,7 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0, m
         return model.refine(frames, best, refine_steps, motion_weight=motion_weight)
 
     def track(frames):
-        best, log_weight, frames = best_of(frames, TRACK_KEYS + ("z_where",))
+        best, log_weight, frames = best_of(frames, TRACK_KEYS + (("z_where",) if refine_steps else ()))
         return _track_answer(refined(frames, best), log_weight)
 
     def initial_state(num_sequences):

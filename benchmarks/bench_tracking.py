@@ -41,7 +41,7 @@ def checkpoints_of(workdir):
 def evaluate_run(workdir, num, k, data, every=1, refine_steps=0, motion_weight=None):
     """Scores the checkpoints of `workdir` at multiples of `every` steps not yet in its quality_curve.jsonl;
     returns all its lines for (num, k, refine_steps, the refinement's effective motion weight) by step."""
-    from sqair_tf import glimpse
+    from sqair_tf import glimpse, refinement
     from trainers import config as config_lib
     from evaluation import cli as eval_cli
     from trainers import run_history
@@ -60,10 +60,9 @@ def evaluate_run(workdir, num, k, data, every=1, refine_steps=0, motion_weight=N
                           point.get("motion_weight", 0.0))] = point
     with open(os.path.join(workdir, "config.json")) as f:
         config = config_lib.TrainConfig.from_json(f.read())
-    refinement = (refine_steps, eval_cli.effective_motion_weight(eval_cli.evaluation_args(
-        workdir, refine_steps=refine_steps, motion_weight=motion_weight)))
+    refined = (refine_steps, refinement.effective_motion_weight(refine_steps, motion_weight))
     for step, prefix in checkpoints_of(workdir):
-        if (step, num, k) + refinement in done or step % every:
+        if (step, num, k) + refined in done or step % every:
             continue
         args = eval_cli.evaluation_args(workdir, checkpoint=prefix, data=data, k=k, num=num, chunk=k, batch=50,
                                         jit=False, no_addition=True, no_progress=True, refine_steps=refine_steps,
@@ -81,11 +80,11 @@ def evaluate_run(workdir, num, k, data, every=1, refine_steps=0, motion_weight=N
                  "log_px_iwae": report["log_px_iwae"], "eval_seconds": report["seconds"]}
         with open(path, "a") as f:
             f.write(json.dumps(point) + "\n")
-        done[(step, num, k) + refinement] = point
+        done[(step, num, k) + refined] = point
         print(f"{workdir} step {step} (refine {refine_steps}): counting {point['counting_accuracy']:.4f} "
               f"MOTA {point['MOTA']:.4f} IDF1 {point['IDF1']:.4f} HOTA {point['HOTA']:.4f}", flush=True)
     minutes = run_history.training_minutes(workdir)
-    points = [dict(p) for key, p in sorted(done.items()) if key[1:] == (num, k) + refinement]
+    points = [dict(p) for key, p in sorted(done.items()) if key[1:] == (num, k) + refined]
     for p in points:
         p["train_minutes"] = minutes.get(p["step"])
     return points

@@ -298,9 +298,9 @@ def main():
 
     import numpy as np
 
-    from evaluation import cli as eval_cli
     from evaluation import tracking_metrics
     from evaluation import evaluator
+    from sqair_tf import refinement
     from trainers import checkpoints
 
     model, config, step = checkpoints.load_model(args.run, args.checkpoint)
@@ -340,7 +340,8 @@ def main():
               f"({args.figure_place})")
     gt = c["gt"]
     print(f"{args.run} step {step}: {len(sequences)} sequences, {gt} visible digit boxes, K = {args.k}, "
-          f"{args.refine_steps} refinement steps, motion weight {eval_cli.effective_motion_weight(args):g}")
+          f"{args.refine_steps} refinement steps, motion weight "
+          f"{refinement.effective_motion_weight(args.refine_steps, args.motion_weight):g}")
     print(f"TrackEval: MOTA {t['MOTA']:.4f} = 1 − (FN {t['FN']} + FP {t['FP']} + IDSW {t['IDSW']}) / {gt}")
     print("| cause | boxes | share of GT | MOTA lost |\n|---|---|---|---|")
     rows = [("matched at IoU ≥ 0.5", c["tp"], 0),

@@ -99,16 +99,6 @@ def evaluation_args(workdir, **overrides):
     return args
 
 
-def effective_motion_weight(args):
-    """The smooth-motion weight λ the refinement uses: 0 without refinement (`--refine-steps 0`), else
-    `--motion-weight`, or the package's `refinement.MOTION_WEIGHT` when it is not given."""
-    from sqair_tf import refinement
-
-    if not args.refine_steps:
-        return 0.0
-    return refinement.MOTION_WEIGHT if args.motion_weight is None else float(args.motion_weight)
-
-
 def _collect_representations(model, data_dir, split, num, num_particles, seed, progress):
     """Per-frame representations and addition targets of the first `num` sequences of a split."""
     import numpy as np
@@ -135,13 +125,14 @@ def run_evaluation(args):
     from evaluation import addition
     from evaluation import evaluator
     from evaluation import tracking_metrics
+    from sqair_tf import refinement
     from trainers import checkpoints
 
     from data_pipelines import records
 
     start = time.perf_counter()
     model, config, step = checkpoints.load_model(args.workdir, args.checkpoint)
-    motion_weight = effective_motion_weight(args)
+    motion_weight = refinement.effective_motion_weight(args.refine_steps, args.motion_weight)
     data_dir = args.data or config.data_dir
     progress = not args.no_progress
     sequences = []

@@ -188,7 +188,7 @@ def evaluate(model, data_dir, split="test", num_sequences=None, num_particles=10
     ds, total, manifest = stream_batches(data_dir, split, num_sequences, batch_size)
     records.verify_checksums(manifest)
     run = chunk_function(model, chunk, jit_compile, keep_box_inputs)
-    motion_weight = refinement.MOTION_WEIGHT if motion_weight is None else motion_weight
+    motion_weight = refinement.effective_motion_weight(refine_steps, motion_weight)
     refine = None
     if refine_steps and model.has_objects:
         refine = refine_function(model, refine_steps, motion_weight, jit_compile)

@@ -166,7 +166,7 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0, m
 
     from sqair_tf import interface, refinement
 
-    motion_weight = refinement.MOTION_WEIGHT if motion_weight is None else motion_weight
+    motion_weight = refinement.effective_motion_weight(refine_steps, motion_weight)
     image_shape = tuple(model.config.image_shape)
     k = int(num_particles)
 
@@ -361,7 +361,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
     from trainers import checkpoints
 
     check_options(num_particles, refine_steps, version, motion_weight)
-    motion_weight = refinement.MOTION_WEIGHT if motion_weight is None else motion_weight
+    motion_weight = refinement.effective_motion_weight(refine_steps, motion_weight)
     if os.path.exists(out_base) and not os.path.isdir(out_base):
         raise ExportError(f"{out_base} exists and is not a directory")
     model, config, step = checkpoints.load_model(workdir, checkpoint)
@@ -380,7 +380,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
         archive.write_out(tmp, verbose=False)
         info = {"workdir": os.path.abspath(workdir), "checkpoint": os.path.abspath(checkpoint), "step": step,
                 "num_particles": num_particles, "refine_steps": refine_steps,
-                "motion_weight": motion_weight if refine_steps else 0.0, "track_seed": list(TRACK_SEED),
+                "motion_weight": motion_weight, "track_seed": list(TRACK_SEED),
                 "model": config.model_name, "image_shape": list(config.model.image_shape),
                 "num_slots": getattr(config.model, "num_slots", None),
                 "z_what_dim": getattr(config.model, "z_what_dim", None),

@@ -37,6 +37,14 @@ STEPS = 50
 MOTION_WEIGHT = 0.1
 
 
+def effective_motion_weight(steps: int, motion_weight: Optional[float] = None) -> float:
+    """The λ a refinement of `steps` steps uses: 0 without refinement, else `motion_weight`, or `MOTION_WEIGHT`
+    when it is None (the default of the commands and of `evaluate`, `make_endpoints` and `export_model`)."""
+    if not steps:
+        return 0.0
+    return MOTION_WEIGHT if motion_weight is None else float(motion_weight)
+
+
 def adam(loss_fn: Callable[..., tf.Tensor], params: Sequence[tf.Tensor], steps: int,
          learning_rate: float = LEARNING_RATE, beta_1: float = 0.9, beta_2: float = 0.999,
          epsilon: float = 1e-7) -> Sequence[tf.Tensor]:

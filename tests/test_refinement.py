@@ -166,3 +166,9 @@ def test_motion_weight_puts_an_unseen_object_where_its_track_says():
     assert middle_x() > 0.08  # Each frame alone (measured: 0.11).
     with pytest.raises(ValueError, match="needs object_ids and centres"):
         refinement.refine_objects(frames, tf.ones([1, 3, 1, 1]), start, z_pres, decode, render, motion_weight=1.0)
+
+
+def test_effective_motion_weight_is_off_without_refinement_and_the_package_default_when_unset():
+    assert refinement.effective_motion_weight(0) == refinement.effective_motion_weight(0, 3.0) == 0.0
+    assert refinement.effective_motion_weight(50) == refinement.MOTION_WEIGHT
+    assert refinement.effective_motion_weight(50, 0) == 0.0 and refinement.effective_motion_weight(5, 2) == 2.0

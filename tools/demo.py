@@ -94,8 +94,7 @@ def main(argv=None):
     from trainers import trainer as trainer_lib
 
     args.refine_steps = refinement.STEPS if args.refine_steps is None else args.refine_steps
-    args.motion_weight = refinement.MOTION_WEIGHT if args.motion_weight is None else args.motion_weight
-    args.motion_weight = args.motion_weight if args.refine_steps else 0.0
+    args.motion_weight = refinement.effective_motion_weight(args.refine_steps, args.motion_weight)
 
     start = time.monotonic()
     data_dir = os.path.join(args.workdir, "data")

@@ -9,8 +9,9 @@ per run and step: the curriculum length L, the paper's counting accuracy, the pe
 MOTA, IDF1, HOTA, the median IoU of matched pairs (drawn-pixel boxes) and the training-loop minutes to reach the step
 (`trainers/run_history.py`: compilation after each start included, periodic evaluations and checkpoints excluded;
 the machine's minutes, shared with whatever else ran), and, across runs, each run's figures at the last common step
-(the issue's multi-seed table). A checkpoint scored under another box rule (another drawn-box threshold,
-`glimpse.DRAWN_THRESHOLD`, or before objects that draw nothing stopped counting as detections) is scored again.
+(the issue's multi-seed table). A checkpoint scored under another box rule (`glimpse.box_rule()`: before the boxes
+were those of the pixels an object explains, or before objects that draw nothing stopped counting as detections)
+is scored again.
 Train the runs first, e.g. three seeds:
 
     for s in 0 1 2; do sqair-train --workdir runs/track_s$s --preset tracking --data DATA --set seed=$s; done
@@ -52,10 +53,9 @@ def evaluate_run(workdir, num, k, data, every=1, refine_steps=0, motion_weight=N
         with open(path) as f:
             for line in f:
                 point = json.loads(line)
-                # Points scored under an earlier box rule (threshold 0.1; objects drawing nothing counted as
+                # Points scored under an earlier box rule (drawn boxes; objects drawing nothing counted as
                 # detections) are scored again.
-                if (point.get("drawn_threshold", 0.1) == glimpse.DRAWN_THRESHOLD
-                        and point.get("empty_boxes_skipped", False)):
+                if point.get("box_rule") == glimpse.box_rule() and point.get("empty_boxes_skipped", False):
                     done[(point["step"], point["num"], point["k"], point.get("refine_steps", 0),
                           point.get("motion_weight", 0.0))] = point
     with open(os.path.join(workdir, "config.json")) as f:
@@ -70,7 +70,7 @@ def evaluate_run(workdir, num, k, data, every=1, refine_steps=0, motion_weight=N
         report, _ = eval_cli.run_evaluation(args)
         t = report["tracking"]
         point = {"step": step, "num": num, "k": k, "seq_len": config.seq_len(step),
-                 "drawn_threshold": glimpse.DRAWN_THRESHOLD, "empty_boxes_skipped": True, "refine_steps": refine_steps,
+                 "box_rule": glimpse.box_rule(), "empty_boxes_skipped": True, "refine_steps": refine_steps,
                  "motion_weight": report["motion_weight"],
                  "counting_accuracy": report["counting_accuracy"],
                  "visible_counting_accuracy": report["visible_counting_accuracy"],

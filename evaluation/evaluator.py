@@ -76,8 +76,8 @@ def chunk_function(model, chunk, jit_compile=False, keep_box_inputs=False):
             })
         best = interface.best_particle({key: outputs[key] for key in keys + extra}, log_weights)
         if model.has_objects:
-            # The drawn-pixel boxes of the best particle only (the model's `boxes` would render every particle).
-            best["boxes"] = model.drawn_boxes(best)  # [B, T, N, 4]
+            # The boxes of the best particle only (the model's `boxes` would render every particle).
+            best["boxes"] = model.drawn_boxes(best, frames)  # [B, T, N, 4]
         if not keep_box_inputs:
             for key in extra:
                 best.pop(key)

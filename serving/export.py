@@ -17,7 +17,7 @@ Endpoints (signature names; B sequences, T frames, H×W frames with 1 channel, N
     in:  frames          float32 [B, T, H, W, 1], values in [0, 1]
     out: presence        float32 [B, T, N]        1 where a slot holds an object, else 0
          boxes           float32 [B, T, N, 4]     (y_min, x_min, y_max, x_max) in pixels, max exclusive: the box
-                                                  of the pixels the object draws, zeros for empty slots
+                                                  of the frame's pixels the object explains, zeros for empty slots
          glimpse_boxes   float32 [B, T, N, 4]     the object's glimpse footprint (larger than the object)
          object_ids      int32   [B, T, N]        track identity, −1 for empty slots
          counts          int32   [B, T]           objects per frame
@@ -357,6 +357,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
     import keras
     import tensorflow as tf
 
+    from sqair_tf import glimpse
     from sqair_tf import refinement
     from trainers import checkpoints
 
@@ -381,6 +382,7 @@ def export_model(workdir, out_base, num_particles=DEFAULT_NUM_PARTICLES, checkpo
         info = {"workdir": os.path.abspath(workdir), "checkpoint": os.path.abspath(checkpoint), "step": step,
                 "num_particles": num_particles, "refine_steps": refine_steps,
                 "motion_weight": motion_weight, "track_seed": list(TRACK_SEED),
+                "box_rule": glimpse.box_rule() if model.has_objects else None,
                 "model": config.model_name, "image_shape": list(config.model.image_shape),
                 "num_slots": getattr(config.model, "num_slots", None),
                 "z_what_dim": getattr(config.model, "z_what_dim", None),

@@ -132,7 +132,7 @@ class AIR(model_lib.GlimpseObjectModel):
             return self.cell.inference_step(frames_tm[t], features_tm[t], last_used_id, seed_t, count_penalty)
 
         outputs, _ = model_lib.unroll(step, tf.fill([batch], -1), num_steps, INFERENCE_OUTPUTS, self.unroll_time)
-        outputs["boxes"] = self.drawn_boxes(outputs)
+        outputs["boxes"] = self.drawn_boxes(outputs, model_lib.frames_rows(frames_tm, num_particles))
         return outputs
 
     def _imagine(self, last_used_id, first_step, num_steps, seed):

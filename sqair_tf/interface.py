@@ -17,7 +17,7 @@ returns a dict of time-major tensors with the K particles of each sequence folde
     log_q_discrete    [T, BK]
   models with objects (`has_objects`, `OBJECT_OUTPUTS`; N object slots, D appearance size):
     z_pres [T, BK, N], num_objects int32 [T, BK], object_ids int32 [T, BK, N] (−1 for empty slots),
-    boxes [T, BK, N, 4] (drawn-pixel boxes), glimpse_boxes [T, BK, N, 4], z_what [T, BK, N, D], z_where [T, BK, N, 4]
+    boxes [T, BK, N, 4] (`drawn_boxes`), glimpse_boxes [T, BK, N, 4], z_what [T, BK, N, D], z_where [T, BK, N, 4]
 
 A model without discrete latents is trained with the plain IWAE bound (paper §3; Burda et al. 2016); a model without
 objects reports "n/a" for every object metric, as Table 1 of the paper does for VRNN.
@@ -88,9 +88,10 @@ class SequenceModel(keras.Model):
         """Unconditional samples from the prior (paper Fig. 5): outputs as `generate`'s `generated`."""
         raise NotImplementedError
 
-    def drawn_boxes(self, outputs):
+    def drawn_boxes(self, outputs, frames=None):
         """The drawn-pixel box of every slot [..., N, 4] from the keys `box_inputs` of `outputs` (any leading axes,
-        e.g. the best particle's batch-major [B, T, ...]). Only for models with objects."""
+        e.g. the best particle's batch-major [B, T, ...]); with the observed `frames` [..., H, W, C] the box of the
+        frame's pixels each slot explains (BUILD.md "Boxes"). Only for models with objects."""
         raise NotImplementedError(f"{type(self).__name__} has no objects, so no boxes")
 
     def refine(self, frames, outputs, steps, motion_weight=0.0):

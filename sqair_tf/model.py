@@ -76,6 +76,12 @@ def time_major_inputs(discovery, frames, num_particles):
     return frames_tm, features_tm, num_steps, batch
 
 
+def frames_rows(frames_tm, num_particles):
+    """The observed frame of every particle row: [T, B, H, W, C] → [T, B·K, H, W, C] (row b·K + k reads frame b),
+    for the boxes of what each particle's objects explain; None stays None (imagined frames)."""
+    return None if frames_tm is None else tf.repeat(frames_tm, num_particles, axis=1)
+
+
 class GlimpseObjectModel(interface.SequenceModel):
     """What the models whose objects are decoded glimpses (MLP-SQAIR, MLP-AIR) share: their flags, their drawn-pixel
     boxes, their refinement and their per-frame representation. Subclasses set `self.config` (a `ModelConfig`) and
@@ -86,10 +92,12 @@ class GlimpseObjectModel(interface.SequenceModel):
     box_inputs = ("glimpses", "z_where", "z_pres")
     representation_keys = ("z_what", "z_pres")
 
-    def drawn_boxes(self, outputs):
-        """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots."""
+    def drawn_boxes(self, outputs, frames=None):
+        """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots; with the
+        observed `frames` [..., H, W, C] (leading axes those of `outputs`' z_pres), the pixels each explains."""
         return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
-                                   self.config.image_shape[:2], shift_range=self.config.where_shift_range)
+                                   self.config.image_shape[:2], shift_range=self.config.where_shift_range,
+                                   frames=frames)
 
     def refine(self, frames, outputs, steps=refinement.STEPS, learning_rate=refinement.LEARNING_RATE,
                motion_weight=0.0):
@@ -117,7 +125,7 @@ class GlimpseObjectModel(interface.SequenceModel):
         outputs["canvas"] = self.cell.renderer(outputs["glimpses"], outputs["z_where"], outputs["z_pres"])
         outputs["glimpse_boxes"] = spatial_transformer.boxes_from_where(
             outputs["z_where"], cfg.image_shape[:2], cfg.where_shift_range)
-        outputs["boxes"] = self.drawn_boxes(outputs)
+        outputs["boxes"] = self.drawn_boxes(outputs, frames)
         return outputs
 
     def frame_representation(self, outputs):
@@ -155,7 +163,8 @@ class SQAIR(GlimpseObjectModel):
       object_ids        int32 [T, BK, N]  (−1 for empty slots)
       num_objects       int32 [T, BK]     present slots (the inferred count)
       boxes             [T, BK, N, 4]     (y_min, x_min, y_max, x_max) in pixels, max exclusive: the box of
-                                          the pixels the object draws (`glimpse.drawn_boxes`), zeros if absent
+                                          the frame's pixels the object explains (`glimpse.drawn_boxes`; on
+                                          imagined frames the pixels it draws), zeros if absent
       glimpse_boxes     [T, BK, N, 4]     the glimpse's footprint (`spatial_transformer.boxes_from_where`)
 
     `boxes` is computed after the time loop from the stacked glimpses, so a caller that does not use it (the
@@ -184,7 +193,7 @@ class SQAIR(GlimpseObjectModel):
 
         outputs, state = unroll(step, state, num_steps, timestep.STEP_INFERENCE_OUTPUTS, self.unroll_time)
         outputs = self.cell.weigh(self.cell.render(outputs), frames_tm)  # All T·BK rows at once, after the loop.
-        return self._with_drawn_boxes(outputs), state
+        return self._with_drawn_boxes(outputs, frames_tm, num_particles), state
 
     def initial_state(self, num_sequences):
         """The object state before the first frame of `num_sequences` streams (no objects): a `timestep.ObjectState`
@@ -232,9 +241,10 @@ class SQAIR(GlimpseObjectModel):
         outputs, state = unroll(step, state, num_steps, timestep.STEP_PRIOR_OUTPUTS, self.unroll_time)
         return self._with_drawn_boxes(self.cell.render(outputs)), state
 
-    def _with_drawn_boxes(self, outputs):
-        """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring)."""
-        outputs["boxes"] = self.drawn_boxes(outputs)
+    def _with_drawn_boxes(self, outputs, frames_tm=None, num_particles=1):
+        """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring); with the
+        observed frames [T, B, H, W, C] those of the pixels each slot explains (`glimpse.drawn_boxes`)."""
+        outputs["boxes"] = self.drawn_boxes(outputs, frames_rows(frames_tm, num_particles))
         return outputs
 
     def generate(self, frames, num_steps, seed, discover=False):

@@ -77,10 +77,10 @@ def test_eval_writes_report_table_and_figures(debug_run):
     import drawn_threshold_sweep
     from sqair_tf import glimpse
 
-    rows = drawn_threshold_sweep.sweep(model, config.data_dir, "test", 6, 4, (glimpse.DRAWN_THRESHOLD, 0.5),
+    rows = drawn_threshold_sweep.sweep(model, config.data_dir, "test", 6, 4, (glimpse.EXPLAINED_THRESHOLD, 0.5),
                                        batch_size=10, refine_steps=2, chunk=2)
     for key in ("MOTA", "IDF1", "HOTA", "TP", "FP", "FN", "IDSW"):
-        assert rows[glimpse.DRAWN_THRESHOLD][key] == t[key], key
+        assert rows[glimpse.EXPLAINED_THRESHOLD][key] == t[key], key
     assert rows[0.5]["num_gt_dets"] == visible
 
 

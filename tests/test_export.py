@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sqair_tf import glimpse
 from sqair_tf import interface
 from sqair_tf import refinement
 from trainers import checkpoints
@@ -98,6 +99,7 @@ def test_export_writes_versions_atomically_and_never_overwrites(run_dir, exporte
     info = json.load(open(os.path.join(exported, "assets.extra", "sqair_export.json")))
     assert (info["step"], info["num_particles"], info["image_shape"]) == (2, K, [H, W, 1])
     assert (info["refine_steps"], info["motion_weight"]) == (0, 0.0)  # No refinement, so no smooth-motion term.
+    assert info["box_rule"] == glimpse.box_rule()  # The boxes of the frames' pixels each object explains.
 
     again = export.export_model(run_dir, out_base, num_particles=K)  # Step 2 taken: one above the highest.
     assert os.path.basename(again) == "3"

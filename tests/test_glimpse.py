@@ -210,9 +210,6 @@ class RendererTest(tf.test.TestCase, parameterized.TestCase):
             glimpse.Renderer(image_shape=(5, 5, 1), mean_image_init=np.zeros((5, 5)))
 
 
-if __name__ == "__main__":
-    tf.test.main()
-
 
 class DrawnBoxesTest(tf.test.TestCase):
     """`drawn_boxes`: the box of the canvas pixels an object renders above the threshold, max exclusive."""
@@ -247,3 +244,49 @@ class DrawnBoxesTest(tf.test.TestCase):
         # footprint's end (which reaches 2·s past the last centre).
         assert (drawn[drew][:, :2] >= np.floor(footprint[drew][:, :2])).all()
         assert (drawn[drew][:, 2:] <= np.ceil(footprint[drew][:, 2:]) + 1).all()
+
+    def test_hand_built_explained_boxes(self):
+        """With the observed frame, each object's box covers the frame's foreground pixels where it renders above
+        `EXPLAINED_THRESHOLD` and brightest: overlaps go to the brighter object, the faint halo and pixels no
+        object renders are no one's, and an object over empty background explains nothing."""
+        g = np.zeros([3, 20, 20, 1], np.float32)
+        g[0, 1:7, 2:9] = 0.05  # Object 0's faint halo, rows 1–6 × columns 2–8 (above 0.01) ...
+        g[0, 2:6, 3:8] = 0.5  # ... around its body, rows 2–5 × columns 3–7.
+        g[1, 4:10, 6:12] = 0.8  # Object 1, brighter, overlapping object 0 at rows 4–5 × columns 6–7.
+        g[2, 12:15, 0:4] = 0.9  # Object 2 draws where the frame is empty.
+        frame = np.zeros([20, 20, 1], np.float32)
+        frame[3:6, 2:8] = 1.0  # Digit 0, rows 3–5 × columns 2–7 (column 2 only under object 0's halo).
+        frame[5:9, 7:11] = 1.0  # Digit 1, rows 5–8 × columns 7–10.
+        frame[15, 15] = 1.0  # A pixel no object renders.
+        z_where = np.array([self._where()] * 3, np.float32)
+        z_pres = np.ones([3], np.float32)
+        explained = glimpse.drawn_boxes(g[None], z_where[None], z_pres[None], (20, 20), frames=frame[None])
+        # Object 0 keeps row 3 × columns 2–7 and rows 4–5 × columns 2–5; object 1 takes rows 4–5 × columns
+        # 6–7 of digit 0 (it renders 0.8 there against 0.5) and all of digit 1.
+        np.testing.assert_array_equal(explained.numpy()[0], [[3, 2, 6, 8], [4, 6, 9, 11], [0, 0, 0, 0]])
+        drawn = glimpse.drawn_boxes(g[None], z_where[None], z_pres[None], (20, 20)).numpy()[0]
+        np.testing.assert_array_equal(drawn, [[2, 3, 6, 8], [4, 6, 10, 12], [12, 0, 15, 4]])
+
+    def test_explained_boxes_match_a_numpy_reference(self):
+        """Random glimpses, poses and presences over frames with a zero background: the rule computed in NumPy
+        from the rendered glimpses."""
+        rng = np.random.default_rng(5)
+        g = rng.random([2, 3, 4, 6, 6, 2]).astype(np.float32) * (rng.random([2, 3, 4, 1, 1, 1]) > 0.3)
+        z_where = rng.normal(size=[2, 3, 4, 4]).astype(np.float32)
+        z_pres = (rng.random([2, 3, 4]) > 0.2).astype(np.float32)
+        frames = (rng.random([2, 3, 16, 12, 2]) * (rng.random([2, 3, 16, 12, 1]) > 0.6)).astype(np.float32)
+        boxes = glimpse.drawn_boxes(g, z_where, z_pres, (16, 12), frames=frames).numpy()
+        rendered = spatial_transformer.render_glimpses(g, z_where, (16, 12)).numpy().max(-1) * z_pres[..., None, None]
+        mine = ((rendered > glimpse.EXPLAINED_THRESHOLD) & (rendered >= rendered.max(2, keepdims=True))
+                & (frames.max(-1) > glimpse.FOREGROUND_THRESHOLD)[:, :, None])
+        expected = np.zeros_like(boxes)
+        for index in np.ndindex(*mine.shape[:3]):
+            rows, cols = np.nonzero(mine[index])
+            if rows.size:
+                expected[index] = [rows.min(), cols.min(), rows.max() + 1, cols.max() + 1]
+        assert (expected[..., 2] > 0).sum() >= 6 and (expected[..., 2] == 0).sum() >= 3  # Both kinds occur.
+        np.testing.assert_array_equal(boxes, expected)
+
+
+if __name__ == "__main__":
+    tf.test.main()

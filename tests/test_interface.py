@@ -78,12 +78,12 @@ def test_best_particle_representation_and_boxes(name):
     assert representation.shape[:2] == (2, 3) and representation.ndim == 3
     if model.has_objects:  # Boxes recomputed from the best particle equal the model's own boxes of that particle.
         rows = np.arange(2) * k + winner
-        np.testing.assert_allclose(model.drawn_boxes(best).numpy(),
+        np.testing.assert_allclose(model.drawn_boxes(best, frames).numpy(),
                                    np.swapaxes(out["boxes"].numpy()[:, rows], 0, 1), atol=1e-5)
         # Refinement on the frames keeps presence and redraws the boxes from the moved latents.
         refined = model.refine(frames, best, 2)
         np.testing.assert_array_equal(refined["z_pres"].numpy(), best["z_pres"].numpy())
-        np.testing.assert_array_equal(refined["boxes"].numpy(), model.drawn_boxes(refined).numpy())
+        np.testing.assert_array_equal(refined["boxes"].numpy(), model.drawn_boxes(refined, frames).numpy())
         # With the smooth-motion term the commands use, the frames are refined together on the objects' ids.
         ids = interface.best_particle({"object_ids": out["object_ids"]}, log_weights)
         moving = model.refine(frames, dict(best, **ids), 2, motion_weight=refinement.MOTION_WEIGHT)

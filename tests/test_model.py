@@ -226,8 +226,9 @@ def test_where_shift_range_reaches_rendering_and_boxes(debug_model):
     np.testing.assert_allclose(out["glimpse_boxes"],
                                spatial_transformer.boxes_from_where(out["z_where"], size, 2.0), rtol=1e-6)
     assert not np.allclose(out["glimpse_boxes"], spatial_transformer.boxes_from_where(out["z_where"], size))
+    frames_rows = np.repeat(np.swapaxes(frames, 0, 1), 2, axis=1)  # [T, BK, H, W, C]
     np.testing.assert_array_equal(out["boxes"], glimpse.drawn_boxes(out["glimpses"], out["z_where"], out["z_pres"],
-                                                                    size, shift_range=2.0))
+                                                                    size, shift_range=2.0, frames=frames_rows))
     canvas, _ = glimpse.compose(out["glimpses"], out["z_where"], out["z_pres"],
                                 wide.cell.renderer.mean_image, shift_range=2.0)
     np.testing.assert_allclose(out["canvas"], canvas, atol=1e-5)

@@ -106,7 +106,7 @@ def test_sqair_refine_keeps_presence_and_ids_and_lowers_the_reconstruction_error
 
     for key in ("z_pres", "object_ids", "num_objects", "log_weight"):
         np.testing.assert_array_equal(refined[key].numpy(), batch_major[key].numpy())
-    np.testing.assert_array_equal(refined["boxes"].numpy(), model.drawn_boxes(refined).numpy())
+    np.testing.assert_array_equal(refined["boxes"].numpy(), model.drawn_boxes(refined, frames).numpy())
     np.testing.assert_allclose(refined["canvas"].numpy(), model.cell.renderer(
         refined["glimpses"], refined["z_where"], refined["z_pres"]).numpy())
     np.testing.assert_allclose(refined["glimpse_boxes"].numpy(), spatial_transformer.boxes_from_where(

@@ -8,10 +8,11 @@ held-out figures measured on the shipped weights; maintainers run it when a bett
     python -m tools.package_pretrained --workdir runs/pedestrians --checkpoint runs/pedestrians/checkpoints/ckpt-N \\
         --name pedestrians --data VIDEO_DATA --num 484     # video data: counting against its proxy ground truth
 
-When only the refinement changes (`sqair_tf.refinement`), `--refresh-refined` measures the shipped MNIST model's
-refined figures again and rewrites them in its provenance, the weights untouched:
+When only the evaluation changes (the box rule, `sqair_tf.glimpse`, or the refinement, `sqair_tf.refinement`),
+`--refresh` measures the shipped MNIST model's held-out figures again and rewrites them in its provenance, the
+weights untouched:
 
-    python -m tools.package_pretrained --refresh-refined mnist --data DATA --num 1000
+    python -m tools.package_pretrained --refresh mnist --data DATA --num 1000
 """
 
 import argparse
@@ -103,7 +104,6 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
     import tensorflow as tf
 
     from sqair_tf import glimpse
-    from sqair_tf import refinement
     from trainers import checkpoints, run_history
 
     model, config, step = checkpoints.load_model(workdir, checkpoint)
@@ -114,16 +114,13 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
         training.setdefault("wall_clock_note", "training loops only (trainers/run_history.py), on the 2-core "
                                                "machine that trained it, partly shared with other work")
 
-    def held_out(data, num, refine_steps=0):
-        return held_out_figures(workdir, checkpoint, data, num, k, refine_steps)
-
-    figures, manifest = held_out(data_dir, num)
+    figures, manifest = held_out_figures(workdir, checkpoint, data_dir, num, k)
     record = {
         "name": name, "preset_and_config": "config.json", "seed": config.seed, "step": step,
         "source_run": os.path.abspath(workdir), "source_checkpoint": os.path.abspath(checkpoint),
         "training": training,
         "held_out": figures,
-        "drawn_box_threshold": glimpse.DRAWN_THRESHOLD,
+        "box_rule": glimpse.box_rule(),
         "detections": "present objects that draw something (glimpse.shows_something)",
         "packaged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -136,11 +133,7 @@ def package(workdir, checkpoint, name, data_dir, num=1000, k=5, training=None, o
     else:
         record["training_data"] = {"data_dir": config.data_dir, "generator": "sqair-data generate (paper preset, "
                                                                            "embedded 10k MNIST digits)"}
-        with _test_split() as test_split:
-            record["held_out_200"] = held_out(test_split, 200)[0]
-            # The boxes as `sqair-demo` shows them: latents refined on the frames (BUILD.md "Refined boxes").
-            record["held_out_200_refined"] = held_out(test_split, 200, refinement.STEPS)[0]
-        record["held_out_refined"] = held_out(data_dir, num, refinement.STEPS)[0]
+        record.update(mnist_figures(workdir, checkpoint, data_dir, num, k))
     final = os.path.join(out_root, name)
     tmp = os.path.join(out_root, f".tmp-{name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -175,21 +168,39 @@ def _test_split():
         yield test_split
 
 
-def refresh_refined(name, data_dir, num=1000, k=5):
-    """Measures a shipped MNIST model's refined figures (`held_out_refined` on the first `num` test sequences of
-    `data_dir`, `held_out_200_refined`) again with the package's refinement and rewrites them in its provenance
-    (written next to it and renamed over it); the weights and every other record are kept. Returns the record."""
+def mnist_figures(workdir, checkpoint, data_dir, num, k):
+    """An MNIST model's provenance records besides `held_out`: `held_out_200` (the first 200 sequences of the test
+    split tests/test_pretrained.py generates) and, with the boxes as `sqair-demo` shows them (latents refined on
+    the frames, BUILD.md "Refined boxes"), `held_out_200_refined` and `held_out_refined` (the first `num` of
+    `data_dir`'s test split)."""
     from sqair_tf import refinement
+
+    records = {}
+    with _test_split() as test_split:
+        records["held_out_200"] = held_out_figures(workdir, checkpoint, test_split, 200, k)[0]
+        records["held_out_200_refined"] = held_out_figures(workdir, checkpoint, test_split, 200, k,
+                                                           refinement.STEPS)[0]
+    records["held_out_refined"] = held_out_figures(workdir, checkpoint, data_dir, num, k, refinement.STEPS)[0]
+    return records
+
+
+def refresh(name, data_dir, num=1000, k=5):
+    """Measures a shipped MNIST model's held-out figures (`held_out` on the first `num` test sequences of
+    `data_dir`, and `mnist_figures`) again with the package's box rule and refinement, and rewrites them in its
+    provenance (written next to it and renamed over it), with the rule and the commit that measured them
+    (`figures_measured`); the weights and every other record are kept. Returns the record."""
+    from sqair_tf import glimpse
     from trainers import pretrained
 
     directory, checkpoint = pretrained.locate(name)
     record = pretrained.provenance(name)
-    with _test_split() as test_split:
-        record["held_out_200_refined"] = held_out_figures(directory, checkpoint, test_split, 200, k,
-                                                          refinement.STEPS)[0]
-    record["held_out_refined"] = held_out_figures(directory, checkpoint, data_dir, num, k, refinement.STEPS)[0]
-    record["refined_figures"] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                 "commit": _git_commit(os.path.dirname(os.path.abspath(__file__)))}
+    record["held_out"] = held_out_figures(directory, checkpoint, data_dir, num, k)[0]
+    record.update(mnist_figures(directory, checkpoint, data_dir, num, k))
+    record.pop("drawn_box_threshold", None)
+    record.pop("refined_figures", None)
+    record["box_rule"] = glimpse.box_rule()
+    record["figures_measured"] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                  "commit": _git_commit(os.path.dirname(os.path.abspath(__file__)))}
     path = os.path.join(directory, "provenance.json")
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)
@@ -211,8 +222,9 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="training run directory (with --checkpoint)")
-    source.add_argument("--refresh-refined", metavar="NAME",
-                        help="only measure the shipped model NAME's refined figures again (weights unchanged)")
+    source.add_argument("--refresh", metavar="NAME",
+                        help="only measure the shipped MNIST model NAME's held-out figures again (weights "
+                             "unchanged)")
     parser.add_argument("--checkpoint", help="checkpoint prefix to ship (with --workdir)")
     parser.add_argument("--name", default="mnist", help="name users load it by (default mnist)")
     parser.add_argument("--data", required=True, help="data directory with a test split (held-out figures)")
@@ -222,9 +234,10 @@ def main(argv=None):
                                                 "trained it); the command, the wall-clock minutes (from the run's "
                                                 "TensorBoard log) and the packaging commit are added")
     args = parser.parse_args(argv)
-    if args.refresh_refined:
-        record = refresh_refined(args.refresh_refined, args.data, args.num, args.k)
-        print(json.dumps({key: record[key] for key in ("held_out_refined", "held_out_200_refined")}, indent=2))
+    if args.refresh:
+        record = refresh(args.refresh, args.data, args.num, args.k)
+        print(json.dumps({key: record[key] for key in ("held_out", "held_out_200", "held_out_refined",
+                                                       "held_out_200_refined")}, indent=2))
         return 0
     if not args.checkpoint:
         parser.error("--workdir needs --checkpoint")

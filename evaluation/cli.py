@@ -13,8 +13,8 @@ runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures
 - tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the frame's pixels
   each present object explains, `glimpse.drawn_boxes`) and the visible ground-truth digits, IoU threshold 0.5,
   computed by TrackEval (`evaluation/tracking_metrics.py`); and the IoU distribution of matched pairs for those
-  boxes and the glimpse footprints; with `--refine-steps N`, the boxes of latents refined on the frames (BUILD.md "Refined boxes"),
-  each sequence's frames together under a smooth-motion term (`--motion-weight`);
+  boxes and the glimpse footprints; with `--refine-steps N`, the boxes of latents refined on the frames (BUILD.md
+  "Refined boxes"), each sequence's frames together under a smooth-motion term (`--motion-weight`);
 - the addition experiment (`evaluation/addition.py`): a 19-way classifier of the sum of visible digits from the
   model's per-frame representation, trained on the training split;
 - the number of sequences, K, the seed, the checkpoint and its step, wall time.

@@ -151,6 +151,8 @@ def run_evaluation(args):
     tracking, box_iou = None, None  # A model without objects: every object metric is n/a (paper Table 1).
     if model.has_objects and not proxy:
         tracking = tracking_metrics.evaluate_tracking(sequences, iou_threshold=args.iou)
+        # The best particle's detections (present objects that draw something) against the visible digits.
+        tracking["detection_count_accuracy"] = tracking_metrics.detection_count_accuracy(sequences)
         # How well the boxes fit: IoUs of matched pairs, for the drawn-pixel boxes (scored) and the glimpses.
         box_iou = {name: tracking_metrics.iou_summary(tracking_metrics.matched_ious(sequences, key))
                    for name, key in (("drawn", "pred_boxes"), ("glimpse", "pred_glimpse_boxes"))}
@@ -222,6 +224,8 @@ def markdown(report):
         (f"MOTP (IoU {t['iou_threshold']})", f"{t['MOTP']:.4f}", "TrackEval CLEAR"),
         (f"IDF1 (IoU {t['iou_threshold']})", f"{t['IDF1']:.4f}", "TrackEval Identity"),
         ("ID switches", f"{t['IDSW']}", f"over {t['num_gt_dets']} ground-truth boxes"),
+        ("detections = visible digits", f"{t['detection_count_accuracy']:.4f}",
+         "per frame, best particle: present objects that draw something"),
         ("refinement steps before the boxes", f"{report.get('refine_steps', 0)}", "0: the amortised posterior"),
         ("refinement's smooth-motion weight λ", f"{report.get('motion_weight', 0.0):g}",
          "px⁻²; 0: each frame alone"),

@@ -222,6 +222,27 @@ def matched_ious(sequences, box_key="pred_boxes"):
     return np.asarray(ious, np.float64)
 
 
+def detection_count_accuracy(sequences):
+    """The fraction of frames whose number of counted predictions equals their number of visible ground-truth
+    objects: per-frame visible-count accuracy under the detection rule of the metrics (a slot counts where it is
+    present and has an id, `pred_present`; the data's digits where they are visible). With `pred_present` the
+    objects that draw something (`evaluator.tracking_sequences`), an object the model keeps while its digit is out
+    of view does not count, as the digit does not.
+
+    Args:
+      sequences: dicts as for `evaluate_tracking`.
+
+    Returns:
+      float in [0, 1] (NaN without frames).
+    """
+    right, frames = 0, 0
+    for seq in sequences:
+        gt_valid, pred_valid = _counted(seq["gt_present"], seq["pred_ids"], seq["pred_present"])  # [T, S], [T, N]
+        right += int(np.sum(gt_valid.sum(axis=1) == pred_valid.sum(axis=1)))
+        frames += gt_valid.shape[0]
+    return right / frames if frames else float("nan")
+
+
 def iou_summary(ious):
     """Quantiles, mean and the fraction at IoU ≥ 0.5 of matched-pair IoUs (`matched_ious`), as Python floats."""
     ious = np.asarray(ious, np.float64)

@@ -50,7 +50,9 @@ def test_eval_writes_report_table_and_figures(debug_run):
     assert report["addition"]["test_frames"] == 6 * 5 and report["addition"]["train_frames"] == 32 * 5
     table = open(stem + ".md").read()
     assert table in out.stdout and "| HOTA |" in table and "| log p(x \\| z) (importance-weighted) |" in table
-    assert table.count("\n|") == 20  # Header, rule and 18 metric rows: no row broken by a stray "|".
+    assert table.count("\n|") == 21  # Header, rule and 19 metric rows: no row broken by a stray "|".
+    assert 0.0 <= t["detection_count_accuracy"] <= 1.0
+    assert f"| detections = visible digits | {t['detection_count_accuracy']:.4f} |" in table
     assert report["refine_steps"] == 2 and "| refinement steps before the boxes | 2 |" in table
     assert report["motion_weight"] == refinement.MOTION_WEIGHT
     assert f"| refinement's smooth-motion weight λ | {refinement.MOTION_WEIGHT:g} |" in table

@@ -233,3 +233,19 @@ def test_matched_ious_pair_each_object_with_its_best_box_and_summarise():
     summary = tracking_metrics.iou_summary(ious)
     assert summary["num_pairs"] == 2 and summary["at_least_0.5"] == 1.0 and summary["q50"] == 0.75
     assert tracking_metrics.iou_summary([]) == {"num_pairs": 0}
+
+
+def test_detection_count_accuracy_counts_frames_whose_counts_agree():
+    gt_boxes, gt_ids, gt_present = _two_objects_gt(num_frames=4)
+    gt_present[3, 1] = False  # Frame 3 shows one digit.
+    pred_boxes = [[BOX_A, BOX_B, BOX_FAR]] * 4
+    pred_ids = [[0, 1, 2], [0, 1, 2], [0, -1, 2], [0, 1, 2]]
+    pred_present = [[1, 1, 0],  # frame 0: 2 = 2
+                    [1, 1, 1],  # frame 1: 3 ≠ 2 (a false object)
+                    [1, 1, 0],  # frame 2: the slot without an id does not count: 1 ≠ 2
+                    [1, 0, 0]]  # frame 3: 1 = 1
+    seq = _seq(gt_boxes, gt_ids, gt_present, pred_boxes, pred_ids, pred_present)
+    assert tracking_metrics.detection_count_accuracy([seq]) == 0.5
+    assert tracking_metrics.detection_count_accuracy([seq, seq]) == 0.5
+    assert np.isnan(tracking_metrics.detection_count_accuracy([]))
+

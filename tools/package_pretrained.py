@@ -78,7 +78,8 @@ def held_out_figures(workdir, checkpoint, data, num, k, refine_steps=0):
                "log_px_iwae": report["log_px_iwae"], "proxy_ground_truth": report["proxy_ground_truth"],
                "refine_steps": refine_steps, "motion_weight": report["motion_weight"]}
     if tracking is not None:
-        figures.update({key: tracking[key] for key in ("MOTA", "IDF1", "HOTA", "IDSW", "FP", "FN", "TP")},
+        figures.update({key: tracking[key] for key in ("MOTA", "IDF1", "HOTA", "IDSW", "FP", "FN", "TP",
+                                                       "detection_count_accuracy")},
                        box_iou_drawn=report["box_iou"]["drawn"])
     return figures, manifest
 

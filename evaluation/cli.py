@@ -9,7 +9,8 @@ runs/pretrained-<name>/eval for a shipped model (`--out` to choose). It measures
   in chunks (`--chunk`) so memory stays bounded;
 - log p(x|z) and KL(q‖p) per sequence, importance-weighted over the K particles (BUILD.md O6);
 - counting accuracy, the paper's definition (inferred count of each frame vs the sequence's digit count) and
-  per frame against the number of visible digits;
+  per frame against the number of visible digits; and the best particle's detections (present objects that draw
+  something, as the tracking metrics count them) against the visible digits per frame;
 - tracking: HOTA, MOTA, MOTP, IDF1, ID switches between the highest-weight particle's boxes (the frame's pixels
   each present object explains, `glimpse.drawn_boxes`) and the visible ground-truth digits, IoU threshold 0.5,
   computed by TrackEval (`evaluation/tracking_metrics.py`); and the IoU distribution of matched pairs for those

@@ -6,7 +6,7 @@ streams video in windows (`SQAIR.track_window`): each window's K particles start
 previous window, an argmax resampling step every W frames. This scores both on the first `--num` test sequences
 (T = 10) for each window length in `--windows` (W = T is the per-sequence choice): the best particle's own counting
 accuracy (its inferred count against the sequence's digit count, and against the visible digits, per frame; not
-importance-weighted over particles as `sqair-eval`'s) and TrackEval's MOTA, IDF1, HOTA with the drawn-pixel boxes
+importance-weighted over particles as `sqair-eval`'s) and TrackEval's MOTA, IDF1, HOTA with the model's boxes
 at IoU 0.5. Eager per-window calls of one `tf.function` (no XLA); the random numbers differ from `sqair-eval`'s.
 
 Usage:

@@ -6,7 +6,7 @@ For each run directory and each checkpoint it keeps (the `tracking` preset keeps
 (checkpoints already there are skipped, so the benchmark resumes); `--refine-steps N` scores the boxes of latents
 refined on the frames (`sqair-eval --refine-steps`, with `--motion-weight`) as lines of their own. It then prints,
 per run and step: the curriculum length L, the paper's counting accuracy, the per-frame visible-digit accuracy,
-MOTA, IDF1, HOTA, the median IoU of matched pairs (drawn-pixel boxes) and the training-loop minutes to reach the step
+MOTA, IDF1, HOTA, the median IoU of matched pairs (the model's `boxes`) and the training-loop minutes to reach the step
 (`trainers/run_history.py`: compilation after each start included, periodic evaluations and checkpoints excluded;
 the machine's minutes, shared with whatever else ran), and, across runs, each run's figures at the last common step
 (the issue's multi-seed table). A checkpoint scored under another box rule (`glimpse.box_rule()`: before the boxes

@@ -154,7 +154,7 @@ def run_evaluation(args):
         tracking = tracking_metrics.evaluate_tracking(sequences, iou_threshold=args.iou)
         # The best particle's detections (present objects that draw something) against the visible digits.
         tracking["detection_count_accuracy"] = tracking_metrics.detection_count_accuracy(sequences)
-        # How well the boxes fit: IoUs of matched pairs, for the drawn-pixel boxes (scored) and the glimpses.
+        # How well the boxes fit: IoUs of matched pairs, for the scored boxes (`drawn_boxes`) and the glimpses.
         box_iou = {name: tracking_metrics.iou_summary(tracking_metrics.matched_ious(sequences, key))
                    for name, key in (("drawn", "pred_boxes"), ("glimpse", "pred_glimpse_boxes"))}
     report = {

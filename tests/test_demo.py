@@ -41,6 +41,9 @@ def test_main_job_shows_the_pretrained_model_and_trains_a_fresh_one(tmp_path):
     assert shipped["step"] > 1000 and shipped["counting_accuracy"] > 0.8 > fresh["counting_accuracy"]
     assert "held-out results: 16 test sequences of 10 frames, K=5" in out.stdout
     assert out.stdout.count(f"{shipped['counting_accuracy']:9.3f}") >= 1 and "MOTA: 1 - (missed" in out.stdout
+    shown = shipped["tracking"]["detection_count_accuracy"]
+    assert f"{shipped['visible_counting_accuracy']:8.3f} {shown:6.3f} {shipped['tracking']['MOTA']:7.3f}" in out.stdout
+    assert "shown: the best particle's objects that draw something" in out.stdout
 
     # The figures show digits: every reconstruction row pair has ink in its input row.
     figure = Image.open(os.path.join(rundir, "pretrained-mnist", "figures", "reconstruction.png")).convert("L")

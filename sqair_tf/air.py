@@ -132,16 +132,14 @@ class AIR(model_lib.GlimpseObjectModel):
             return self.cell.inference_step(frames_tm[t], features_tm[t], last_used_id, seed_t, count_penalty)
 
         outputs, _ = model_lib.unroll(step, tf.fill([batch], -1), num_steps, INFERENCE_OUTPUTS, self.unroll_time)
-        outputs["boxes"] = self.drawn_boxes(outputs, model_lib.frames_rows(frames_tm, num_particles))
-        return outputs
+        return self._with_drawn_boxes(outputs, frames_tm, num_particles)
 
     def _imagine(self, last_used_id, first_step, num_steps, seed):
         def step(t, last_used_id):
             return self.cell.prior_step(last_used_id, tf.random.experimental.stateless_fold_in(seed, first_step + t))
 
         outputs, _ = model_lib.unroll(step, last_used_id, num_steps, PRIOR_OUTPUTS, self.unroll_time)
-        outputs["boxes"] = self.drawn_boxes(outputs)
-        return outputs
+        return self._with_drawn_boxes(outputs)
 
     def generate(self, frames, num_steps, seed):
         """Infers the observed frames (K = 1); the imagined frames are independent prior samples (module docstring)."""

@@ -76,12 +76,6 @@ def time_major_inputs(discovery, frames, num_particles):
     return frames_tm, features_tm, num_steps, batch
 
 
-def frames_rows(frames_tm, num_particles):
-    """The observed frame of every particle row: [T, B, H, W, C] → [T, B·K, H, W, C] (row b·K + k reads frame b),
-    for the boxes of what each particle's objects explain; None stays None (imagined frames)."""
-    return None if frames_tm is None else tf.repeat(frames_tm, num_particles, axis=1)
-
-
 class GlimpseObjectModel(interface.SequenceModel):
     """What the models whose objects are decoded glimpses (MLP-SQAIR, MLP-AIR) share: their flags, their drawn-pixel
     boxes, their refinement and their per-frame representation. Subclasses set `self.config` (a `ModelConfig`) and
@@ -98,6 +92,14 @@ class GlimpseObjectModel(interface.SequenceModel):
         return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
                                    self.config.image_shape[:2], shift_range=self.config.where_shift_range,
                                    frames=frames)
+
+    def _with_drawn_boxes(self, outputs, frames_tm=None, num_particles=1):
+        """Adds `boxes` to time-major forward-pass outputs: the drawn-pixel box of every slot [T, BK, N, 4]; with
+        the observed frames [T, B, H, W, C], those of the pixels each slot explains (`glimpse.drawn_boxes`; row
+        b·K + k reads frame b). Without frames (imagined steps), the pixels each slot draws."""
+        rows = None if frames_tm is None else tf.repeat(frames_tm, num_particles, axis=1)  # [T, BK, H, W, C]
+        outputs["boxes"] = self.drawn_boxes(outputs, rows)
+        return outputs
 
     def refine(self, frames, outputs, steps=refinement.STEPS, learning_rate=refinement.LEARNING_RATE,
                motion_weight=0.0):
@@ -240,12 +242,6 @@ class SQAIR(GlimpseObjectModel):
 
         outputs, state = unroll(step, state, num_steps, timestep.STEP_PRIOR_OUTPUTS, self.unroll_time)
         return self._with_drawn_boxes(self.cell.render(outputs)), state
-
-    def _with_drawn_boxes(self, outputs, frames_tm=None, num_particles=1):
-        """Adds `boxes`, the drawn-pixel box of every slot [T, BK, N, 4] (see the class docstring); with the
-        observed frames [T, B, H, W, C] those of the pixels each slot explains (`glimpse.drawn_boxes`)."""
-        outputs["boxes"] = self.drawn_boxes(outputs, frames_rows(frames_tm, num_particles))
-        return outputs
 
     def generate(self, frames, num_steps, seed, discover=False):
         """Conditional generation (paper Fig. 6): infer from the observed frames, then run the priors.

@@ -86,19 +86,19 @@ class GlimpseObjectModel(interface.SequenceModel):
     box_inputs = ("glimpses", "z_where", "z_pres")
     representation_keys = ("z_what", "z_pres")
 
-    def drawn_boxes(self, outputs, frames=None):
+    def drawn_boxes(self, outputs, frames=None, frame_repeats=1):
         """`glimpse.drawn_boxes` of the slots' decoded glimpses: [..., N, 4], zeros for absent slots; with the
-        observed `frames` [..., H, W, C] (leading axes those of `outputs`' z_pres), the pixels each explains."""
+        observed `frames` [..., H, W, C] (leading axes those of `outputs`' z_pres, or one frame per
+        `frame_repeats` entries of the last), the pixels each explains."""
         return glimpse.drawn_boxes(outputs["glimpses"], outputs["z_where"], outputs["z_pres"],
                                    self.config.image_shape[:2], shift_range=self.config.where_shift_range,
-                                   frames=frames)
+                                   frames=frames, frame_repeats=frame_repeats)
 
     def _with_drawn_boxes(self, outputs, frames_tm=None, num_particles=1):
         """Adds `boxes` to time-major forward-pass outputs: the drawn-pixel box of every slot [T, BK, N, 4]; with
         the observed frames [T, B, H, W, C], those of the pixels each slot explains (`glimpse.drawn_boxes`; row
         b·K + k reads frame b). Without frames (imagined steps), the pixels each slot draws."""
-        rows = None if frames_tm is None else tf.repeat(frames_tm, num_particles, axis=1)  # [T, BK, H, W, C]
-        outputs["boxes"] = self.drawn_boxes(outputs, rows)
+        outputs["boxes"] = self.drawn_boxes(outputs, frames_tm, frame_repeats=num_particles)
         return outputs
 
     def refine(self, frames, outputs, steps=refinement.STEPS, learning_rate=refinement.LEARNING_RATE,

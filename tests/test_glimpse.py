@@ -2,6 +2,7 @@
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
+from scipy import ndimage
 
 from sqair_tf import glimpse
 from sqair_tf import spatial_transformer
@@ -267,6 +268,42 @@ class DrawnBoxesTest(tf.test.TestCase):
         drawn = glimpse.drawn_boxes(g[None], z_where[None], z_pres[None], (20, 20)).numpy()[0]
         np.testing.assert_array_equal(drawn, [[2, 3, 6, 8], [4, 6, 10, 12], [12, 0, 15, 4]])
 
+    def test_hand_built_blob_goes_to_its_majority(self):
+        """Object 0 explains its digit A and pieces of digit B, apart from A; object 1 the rest of B, more than
+        `MAJORITY_SHARE` of B's blob: the pieces go to object 1, and object 0's box shrinks to A. Object 2, which
+        explains nothing but 2 pixels of B, keeps them. A pixel touching B only at a corner is part of B's blob
+        (8-connected)."""
+        g = np.zeros([3, 20, 20, 1], np.float32)
+        g[0, 2:6, 2:6] = 0.9  # Object 0: digit A (rows 2–5 × columns 2–5) ...
+        g[0, 10, 10:12] = 0.9  # ... and 2 pixels of digit B.
+        g[0, 16, 15] = 0.9  # ... and a pixel touching B only at a corner.
+        g[1, 10:16, 10:15] = 0.5  # Object 1: the rest of digit B (26 of its 31 pixels) ...
+        g[2, 15, 13:15] = 0.7  # ... but 2 that object 2 explains, and nothing else: it keeps them.
+        frame = np.zeros([20, 20, 1], np.float32)
+        frame[2:6, 2:6] = 1.0
+        frame[10:16, 10:15] = 1.0
+        frame[16, 15] = 1.0
+        z_where = np.array([self._where()] * 3, np.float32)
+        explained = glimpse.drawn_boxes(g[None], z_where[None], np.ones([1, 3], np.float32), (20, 20),
+                                        frames=frame[None])
+        np.testing.assert_array_equal(explained.numpy()[0], [[2, 2, 6, 6], [10, 10, 17, 16], [15, 13, 16, 15]])
+
+    def test_foreground_components_match_scipy(self):
+        """Random masks: pixels share a label exactly when scipy's 8-connected labelling puts them in one
+        component, the label is the component's smallest flat index, and the background's is H · W."""
+        rng = np.random.default_rng(3)
+        masks = rng.random([2, 3, 17, 13]) > 0.55
+        masks[0, 0] = False
+        masks[0, 1, 2:15, 6] = True  # A long component, for the pointer jumping.
+        labels = glimpse.foreground_components(tf.constant(masks)).numpy()
+        index = np.arange(17 * 13).reshape(17, 13)
+        for b, t in np.ndindex(2, 3):
+            expected, count = ndimage.label(masks[b, t], structure=np.ones([3, 3]))
+            np.testing.assert_array_equal(labels[b, t][~masks[b, t]], 17 * 13)
+            for blob in range(1, count + 1):
+                np.testing.assert_array_equal(labels[b, t][expected == blob], index[expected == blob].min())
+        assert len(np.unique(labels)) > 20  # Many components.
+
     def test_explained_boxes_match_a_numpy_reference(self):
         """Random glimpses, poses and presences over frames with a zero background: the rule computed in NumPy
         from the rendered glimpses."""
@@ -277,14 +314,33 @@ class DrawnBoxesTest(tf.test.TestCase):
         frames = (rng.random([2, 3, 16, 12, 2]) * (rng.random([2, 3, 16, 12, 1]) > 0.6)).astype(np.float32)
         boxes = glimpse.drawn_boxes(g, z_where, z_pres, (16, 12), frames=frames).numpy()
         rendered = spatial_transformer.render_glimpses(g, z_where, (16, 12)).numpy().max(-1) * z_pres[..., None, None]
+        foreground = frames.max(-1) > glimpse.FOREGROUND_THRESHOLD  # [2, 3, 16, 12]
         mine = ((rendered > glimpse.EXPLAINED_THRESHOLD) & (rendered >= rendered.max(2, keepdims=True))
-                & (frames.max(-1) > glimpse.FOREGROUND_THRESHOLD)[:, :, None])
+                & foreground[:, :, None])
+        given = kept = 0
+        for b, t in np.ndindex(2, 3):  # A blob with a majority owner is given to it, but for objects it would empty.
+            labels, count = ndimage.label(foreground[b, t], structure=np.ones([3, 3]))
+            before = mine[b, t].copy()
+            for blob in range(1, count + 1):
+                inside = labels == blob
+                share = (before & inside).sum((1, 2))
+                if share.sum() and share.max() >= glimpse.MAJORITY_SHARE * share.sum():
+                    for n in range(before.shape[0]):
+                        if n == share.argmax() or not share[n]:
+                            continue
+                        if (before[n] & ~inside).any():
+                            mine[b, t][n][inside] = False
+                            given += 1
+                        else:
+                            kept += 1
+                    mine[b, t][share.argmax()] |= before.any(0) & inside
         expected = np.zeros_like(boxes)
         for index in np.ndindex(*mine.shape[:3]):
             rows, cols = np.nonzero(mine[index])
             if rows.size:
                 expected[index] = [rows.min(), cols.min(), rows.max() + 1, cols.max() + 1]
         assert (expected[..., 2] > 0).sum() >= 6 and (expected[..., 2] == 0).sum() >= 3  # Both kinds occur.
+        assert given >= 2 and kept >= 1  # Pixels given away and pixels kept both occur.
         np.testing.assert_array_equal(boxes, expected)
 
 

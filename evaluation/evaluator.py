@@ -74,10 +74,8 @@ def chunk_function(model, chunk, jit_compile=False, keep_box_inputs=False):
                 "visible_counting_accuracy": correct(visible_count),  # [B, c]
                 "num_objects": metrics_lib.per_particle_frame_mean(outputs["num_objects"], chunk),
             })
-        best = interface.best_particle({key: outputs[key] for key in keys + extra}, log_weights)
-        if model.has_objects:
-            # The boxes of the best particle only (the model's `boxes` would render every particle).
-            best["boxes"] = model.drawn_boxes(best, frames)  # [B, T, N, 4]
+        drawn = ("boxes",) if model.has_objects else ()
+        best = interface.best_particle_with_boxes(model, outputs, log_weights, frames, keys + drawn)
         if not keep_box_inputs:
             for key in extra:
                 best.pop(key)

@@ -175,7 +175,7 @@ def make_endpoints(model, num_particles=DEFAULT_NUM_PARTICLES, refine_steps=0, m
         frames = _checked_frames(frames, image_shape)  # [B, T, H, W, C]
         outputs = model(frames, seed=tf.constant(TRACK_SEED, tf.int32), num_particles=k)  # [T, BK, ...]
         log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
-        best = interface.best_particle({key: outputs[key] for key in keys}, log_weights)  # [B, T, ...]
+        best = interface.best_particle_with_boxes(model, outputs, log_weights, frames, keys)  # [B, T, ...]
         return best, tf.reduce_max(log_weights, axis=1), frames
 
     def reconstruct(frames):

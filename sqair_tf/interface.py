@@ -153,6 +153,33 @@ def best_particle(outputs, log_weights):
     return selected
 
 
+def best_particle_with_boxes(model, outputs, log_weights, frames, keys):
+    """`best_particle` of `outputs`' `keys`, with `boxes` among them drawn for the best particle alone.
+
+    The forward pass draws `boxes` for all B·K particle rows; where only each sequence's best particle is wanted,
+    drawing them after the choice renders and sums K times fewer rows (inside a compiled function the forward pass's
+    own boxes are then pruned, as nothing reads them). A row's boxes depend only on its latents and its frame, so
+    they are the boxes the forward pass would have given that row.
+
+    Args:
+      model: a `SequenceModel`.
+      outputs: its time-major forward-pass outputs [T, B·K, ...].
+      log_weights: [B, K] sequence log weights.
+      frames: [B, T, H, W, C] the observed frames the outputs were inferred from.
+      keys: the outputs to keep; with `boxes` (and objects), the model's `box_inputs` are kept as well.
+
+    Returns:
+      dict [B, T, ...] of the kept keys (and `box_inputs`), from particle argmax_k L_{b,k} of every sequence b.
+    """
+    keys = tuple(keys)
+    if not (model.has_objects and "boxes" in keys):
+        return best_particle({key: outputs[key] for key in keys}, log_weights)
+    read = tuple(dict.fromkeys(key for key in keys + tuple(model.box_inputs) if key != "boxes"))
+    best = best_particle({key: outputs[key] for key in read}, log_weights)
+    best["boxes"] = model.drawn_boxes(best, frames)  # [B, T, N, 4]
+    return best
+
+
 def best_particle_rows(log_weights):
     """int32 [B]: the row b·K + argmax_k L_{b,k} of each sequence's highest-weight particle (log_weights [B, K])."""
     k = tf.shape(log_weights)[1]

@@ -230,7 +230,7 @@ class SQAIR(GlimpseObjectModel):
         tiled = tf.nest.map_structure(lambda x: tf.repeat(x, k, axis=0), state)  # [BK, ...], particle b·K + k.
         outputs, final = self._infer(frames, seed, k, tiled, first_step)
         log_weights = interface.sequence_log_weights(outputs, k)  # [B, K]
-        best = interface.best_particle(outputs, log_weights)  # [B, T, ...]
+        best = interface.best_particle_with_boxes(self, outputs, log_weights, frames, outputs.keys())  # [B, T, ...]
         rows = interface.best_particle_rows(log_weights)  # [B]
         next_state = tf.nest.map_structure(lambda x: tf.gather(x, rows, axis=0), final)
         return best, tf.reduce_max(log_weights, axis=1), next_state

@@ -70,17 +70,18 @@ def test_best_particle_representation_and_boxes(name):
     out = model(frames, seed=tf.constant([3, 3]), num_particles=k)
     log_weights = interface.sequence_log_weights(out, k)  # [B, K]
     keys = ("canvas",) + tuple(model.representation_keys) + tuple(model.box_inputs)
-    best = interface.best_particle({key: out[key] for key in dict.fromkeys(keys)}, log_weights)
+    drawn = ("boxes",) if model.has_objects else ()
+    best = interface.best_particle_with_boxes(model, out, log_weights, frames, keys + drawn)
+    assert set(best) == set(keys + drawn)
     # The best particle is the argmax of the sequence log weights: its canvas is that particle's.
     winner = np.argmax(log_weights.numpy(), axis=1)
     for b in range(2):
         np.testing.assert_array_equal(best["canvas"][b].numpy(), out["canvas"][:, b * k + winner[b]].numpy())
     representation = np.asarray(model.frame_representation(best))
     assert representation.shape[:2] == (2, 3) and representation.ndim == 3
-    if model.has_objects:  # Boxes recomputed from the best particle equal the model's own boxes of that particle.
+    if model.has_objects:  # Boxes drawn for the best particle alone equal the model's own boxes of that particle.
         rows = np.arange(2) * k + winner
-        np.testing.assert_allclose(model.drawn_boxes(best, frames).numpy(),
-                                   np.swapaxes(out["boxes"].numpy()[:, rows], 0, 1), atol=1e-5)
+        np.testing.assert_allclose(best["boxes"].numpy(), np.swapaxes(out["boxes"].numpy()[:, rows], 0, 1), atol=1e-5)
         # Refinement on the frames keeps presence and redraws the boxes from the moved latents.
         refined = model.refine(frames, best, 2)
         np.testing.assert_array_equal(refined["z_pres"].numpy(), best["z_pres"].numpy())

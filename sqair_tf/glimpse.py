@@ -282,6 +282,11 @@ def box_rule():
 COMPONENTS_SCOPE = "foreground_components"
 
 
+def _frame_offsets(frames, size: int) -> tf.Tensor:
+    """[F, 1] int32: frame f's H·W + 1 slots (its labels, then background) start at f·(H·W + 1) of a flat array."""
+    return tf.range(frames)[:, None] * (size + 1)
+
+
 def foreground_components(foreground: tf.Tensor) -> tf.Tensor:
     """Labels the 8-connected components of a foreground mask: [..., H, W] bool → [..., H, W] int32.
 
@@ -300,7 +305,7 @@ def foreground_components(foreground: tf.Tensor) -> tf.Tensor:
     labels = tf.where(mask, index, float(size))  # [F, H, W]
 
     frames = tf.shape(mask)[0]
-    offset = tf.range(frames)[:, None] * (size + 1)  # [F, 1]: frame f's labels at f·(H·W + 1) of the flat array
+    offset = _frame_offsets(frames, size)  # [F, 1]
 
     def one_pass(labels):
         smallest = -tf.nn.max_pool2d(-labels[..., None], 3, 1, "SAME")[..., 0]
@@ -330,15 +335,15 @@ def _give_blobs_to_their_majority(mine: tf.Tensor, foreground: tf.Tensor, labels
     frames = tf.shape(labels)[0]
     mine_flat = tf.reshape(mine, [frames, num_objects, size])  # [F, N, H·W]
     owner = tf.transpose(tf.cast(mine_flat, tf.float32), [0, 2, 1])  # [F, H·W, N]
-    segment = labels + tf.range(frames)[:, None] * (size + 1)  # [F, H·W]; background in each frame's last one
+    segment = labels + _frame_offsets(frames, size)  # [F, H·W]; background in each frame's last one
     counts = tf.math.unsorted_segment_sum(owner, segment, frames * (size + 1))  # [F·(H·W + 1), N]
-    total = tf.reduce_sum(counts, axis=-1)
-    majority = (tf.reduce_max(counts, axis=-1) >= MAJORITY_SHARE * total) & (total > 0)  # [F·(H·W + 1)]
-    top = tf.one_hot(tf.argmax(counts, axis=-1), num_objects, on_value=True, off_value=False)  # [F·(H·W + 1), N]
-    pixel_majority = tf.gather(majority, segment)  # [F, H·W]
-    pixel_top = tf.transpose(tf.gather(top, segment), [0, 2, 1])  # [F, N, H·W]
+    blob = tf.gather(counts, segment)  # [F, H·W, N]: each pixel's blob's explained pixels per object
+    total = tf.reduce_sum(blob, axis=-1)
+    pixel_majority = (tf.reduce_max(blob, axis=-1) >= MAJORITY_SHARE * total) & (total > 0)  # [F, H·W]
+    pixel_top = tf.one_hot(tf.argmax(blob, axis=-1), num_objects, on_value=True, off_value=False,
+                           axis=1)  # [F, N, H·W]
     # An object with no explained pixel outside the blob keeps its own: it stays a detection.
-    only_here = tf.gather(counts, segment) >= tf.reduce_sum(owner, axis=1, keepdims=True)  # [F, H·W, N]
+    only_here = blob >= tf.reduce_sum(owner, axis=1, keepdims=True)  # [F, H·W, N]
     kept = mine_flat & tf.transpose(only_here, [0, 2, 1])  # [F, N, H·W]
     explained = tf.reduce_any(mine_flat, axis=1, keepdims=True)  # [F, 1, H·W]
     given = tf.where(pixel_majority[:, None, :], (pixel_top & explained) | kept, mine_flat)

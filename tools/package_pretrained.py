@@ -3,7 +3,7 @@
 `package(...)` writes `trainers/pretrained_models/<name>/` (the layout `trainers/pretrained.py` documents) with the
 held-out figures measured on the shipped weights; maintainers run it when a better model is trained:
 
-    python -m tools.package_pretrained --workdir runs/track_s0 --checkpoint runs/track_s0/checkpoints/ckpt-25000 \\
+    python -m tools.package_pretrained --workdir runs/track_s1 --checkpoint runs/track_s1/checkpoints/ckpt-25000 \\
         --name mnist --data DATA --num 1000
     python -m tools.package_pretrained --workdir runs/pedestrians --checkpoint runs/pedestrians/checkpoints/ckpt-N \\
         --name pedestrians --data VIDEO_DATA --num 484     # video data: counting against its proxy ground truth

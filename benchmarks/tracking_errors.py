@@ -21,7 +21,9 @@ shift or growth of the boxes would show there, and would cost IoU on every digit
 and at the edge, the share of the digit's whole box that shows and how far the object's glimpse centre is from the
 whole digit's centre (an object that cannot follow a digit out of the canvas stays at the edge); and the
 identity switches by cause (`switch_causes`: a swap at a crossing, a second object on the digit, a lost object's
-replacement). TrackEval's own MOTA, FP, FN and IDSW are printed alongside.
+replacement); and, in frames with two digits, what the objects do where a digit fails (`two_digit_failures`: one
+object over both, both objects on the other digit, ...). TrackEval's own MOTA, FP, FN and IDSW are printed
+alongside.
 
 Usage:
     python benchmarks/tracking_errors.py RUN [--checkpoint PREFIX] [--num 1000] [--k 5] [--data DATA]
@@ -199,6 +201,60 @@ def classify(sequences, size):
                 else:
                     c["loc_smaller"] += 1
     return c
+
+
+TWO_DIGIT_CASES = ("fewer objects than digits, one over both", "fewer objects than digits",
+                   "both objects on the other digit", "faint digit (< 10 px ≥ 0.5)", "an object straddles both",
+                   "other")
+ON_DIGIT = 0.3  # IoU at which an object counts as on a digit (`two_digit_failures`)
+TOUCHES = 0.1  # IoU at which an object counts as reaching into a digit
+
+
+def two_digit_failures(sequences):
+    """What the objects do where a digit of a two-digit frame fails (no object, or its object at IoU < 0.5).
+
+    The per-frame matching is `classify`'s (the Hungarian method on IoU, any overlap). Each failed digit's frame is
+    put in the first of TWO_DIGIT_CASES that holds: the frame has fewer present objects than digits and one object
+    reaches into both digits (IoU ≥ TOUCHES with each), or fewer objects at all; two objects sit on the other digit
+    (IoU ≥ ON_DIGIT with it, their best digit), so this one is left over though the count is right; the digit is
+    faint (fewer than 10 pixels ≥ INK_LEVEL, when the sequences carry `gt_ink`); an object reaches into both
+    digits; anything else. Each case is split by whether the two digits' boxes overlap (a crossing).
+
+    Returns {"one": (failed, digits) of one-digit frames, "two": (failed, digits) of two-digit frames,
+    "cases": {(case, "overlapping" | "apart"): failed digits}}; frames with more digits are left out.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from evaluation import tracking_metrics
+
+    out = {"one": [0, 0], "two": [0, 0],
+           "cases": {(case, kind): 0 for case in TWO_DIGIT_CASES for kind in ("overlapping", "apart")}}
+    for s in sequences:
+        for t in range(s["gt_boxes"].shape[0]):
+            ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
+            if not 1 <= len(ids) <= 2:
+                continue
+            gt = [s["gt_boxes"][t, j] for j in ids]
+            pred = [s["pred_boxes"][t, n] for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
+            iou = tracking_metrics.box_ious(gt, pred) if pred else np.zeros([len(gt), 0])  # [G_t, P_t]
+            rows, cols = linear_sum_assignment(-iou)
+            good = {r for r, q in zip(rows, cols) if iou[r, q] >= 0.5}
+            tally = out["one" if len(gt) == 1 else "two"]
+            tally[0] += len(gt) - len(good)
+            tally[1] += len(gt)
+            if len(gt) == 1:
+                continue
+            for r in set(range(2)) - good:
+                other = 1 - r
+                both = bool(pred) and bool(np.any((iou[r] >= TOUCHES) & (iou[other] >= TOUCHES)))
+                on_other = np.sum((iou[other] >= ON_DIGIT) & (iou[other] >= iou[r]))
+                faint = "gt_ink" in s and s["gt_ink"][t, ids[r]] < 10
+                case = (TWO_DIGIT_CASES[0] if len(pred) < 2 and both else TWO_DIGIT_CASES[1] if len(pred) < 2
+                        else TWO_DIGIT_CASES[2] if on_other >= 2 else TWO_DIGIT_CASES[3] if faint
+                        else TWO_DIGIT_CASES[4] if both else TWO_DIGIT_CASES[5])
+                out["cases"][(case, "overlapping" if _iou(gt[0], gt[1]) > 0 else "apart")] += 1
+    return out
 
 
 SWITCH_NEW = ("not detected at t − 1", "on this digit at t − 1, unmatched",
@@ -390,6 +446,15 @@ def main():
           + " | ".join(f"old object {old}" for old in SWITCH_OLD) + " |\n|---|---|---|---|")
     for new in SWITCH_NEW:
         print(f"| {new} | " + " | ".join(str(switches[(new, old)]) for old in SWITCH_OLD) + " |")
+    two = two_digit_failures(sequences)
+    print(f"digits failing (no object, or IoU < 0.5): {two['one'][0] / max(two['one'][1], 1):.3f} of "
+          f"{two['one'][1]} in one-digit frames, {two['two'][0] / max(two['two'][1], 1):.3f} of {two['two'][1]} in "
+          "two-digit frames, where they fail because:")
+    print("| two-digit frames: the failed digit's case | digits apart | digits overlapping | share of GT |\n"
+          "|---|---|---|---|")
+    for case in TWO_DIGIT_CASES:
+        apart, overlapping = two["cases"][(case, "apart")], two["cases"][(case, "overlapping")]
+        print(f"| {case} | {apart} | {overlapping} | {(apart + overlapping) / max(gt, 1):.3f} |")
     diffs = np.asarray(c["side_diffs"]).reshape(-1, 4)  # [pairs, 4]
     print("signed box error of matched pairs, pred − truth in px (y_min, x_min, y_max, x_max): mean "
           + ", ".join(f"{v:+.2f}" for v in diffs.mean(axis=0)) + "; median "

@@ -141,3 +141,28 @@ def test_failures_are_binned_by_the_digits_ink():
     assert c["loc_by_ink"][bin_of[3]] == 1 and sum(c["loc_by_ink"]) == 1
     assert c["unmatched_by_ink"][bin_of[50]] == 1 and sum(c["unmatched_by_ink"]) == 1
     assert sum(c["gt_by_ink"]) == c["gt"] == 4
+
+
+def _case(counts):
+    """The non-zero cells of `two_digit_failures`' cases."""
+    return {key: n for key, n in counts["cases"].items() if n}
+
+
+def test_two_digit_failures_sorts_each_failed_digit_by_what_the_objects_do():
+    over_both = [0, 0, 10, 15]  # the union of A and B_CROSSING: IoU 100 / 150 with each
+    seq = _seq([[A, B_APART, EMPTY], [A, B_CROSSING, EMPTY], [A, B_APART, EMPTY], [A, EMPTY, EMPTY],
+                [A, B_APART, FAR]],
+               [[A, NEAR_A], [over_both, EMPTY], [A, FAR], [FAR, EMPTY], [EMPTY, EMPTY]],
+               [[10, 11]] * 5, [[1, 1], [1, 0], [1, 1], [1, 0], [0, 0]],
+               gt_present=[[1, 1, 0], [1, 1, 0], [1, 1, 0], [1, 0, 0], [1, 1, 1]])
+    # Frame 0: both objects on A, so B (apart) is left over with the count right. Frame 1: one object over two
+    # crossing digits. Frame 2: B has no object and no other explanation. Frame 3: the one digit's object is
+    # elsewhere. Frame 4: three digits, left out.
+    counts = tracking_errors.two_digit_failures([seq])
+    assert counts["one"] == [1, 1] and counts["two"] == [3, 6]
+    assert _case(counts) == {("both objects on the other digit", "apart"): 1,
+                             ("fewer objects than digits, one over both", "overlapping"): 1,
+                             ("other", "apart"): 1}
+    seq["gt_ink"] = np.full([5, 3], 50)
+    seq["gt_ink"][2, 1] = 9  # B of frame 2 is faint
+    assert _case(tracking_errors.two_digit_failures([seq]))[("faint digit (< 10 px ≥ 0.5)", "apart")] == 1

@@ -19,8 +19,8 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # 3. Reproduce the shipped pretrained model (trainers/pretrained_models/mnist; BUILD.md "Pretrained models"): the
-#    paper's data, the `tracking_penalised` preset for MNIST_STEPS steps (25,000, the preset's whole run: 3.5 to 6
-#    hours of training on 2 cores shared with another run; interrupt and re-run to resume), then package that
+#    paper's data, the `tracking_penalised` preset for MNIST_STEPS steps (25,000, the preset's whole run: about 3.5
+#    hours of training alone on 2 cores, 6 shared with another run; interrupt and re-run to resume), then package that
 #    checkpoint with its held-out figures. The shipped model is seed 1, the best of the benchmark's three seeds;
 #    SEED=0 or 2 for the others; MNIST_STEPS=10000 for a shorter run that already counts as well
 #    (benchmarks/RESULTS.md).

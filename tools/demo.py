@@ -199,14 +199,17 @@ def _data(args, data_dir):
 
 
 def _trained_for(record, config):
-    """What trained a shipped model, in a line: its steps, its preset (the one its config is closest to) and seed."""
+    """What trained a shipped model, in a line: its steps, its preset (the one its config is closest to), seed and
+    training minutes (`wall_clock_minutes`, the training loops' own on a machine shared with other runs: more than
+    an idle machine needs, benchmarks/RESULTS.md)."""
     from trainers import config as config_lib
 
     training = record.get("training", {})
     minutes = training.get("wall_clock_minutes")
     preset, _ = config_lib.as_preset_and_overrides(config)
     return (f"{record['step']:,} steps of the `{preset}` preset, seed {record['seed']}"
-            + (f", about {minutes:.0f} minutes of training on 2 CPU cores" if minutes else ""))
+            + (f", {minutes:.0f} minutes of training on 2 CPU cores shared with other work, an upper bound"
+               if minutes else ""))
 
 
 def _evaluate(args, workdir, checkpoint, data_dir, out, figures):

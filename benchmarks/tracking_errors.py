@@ -116,12 +116,27 @@ def ink_counts(frames, boxes):
     return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
 
 
-def classify(sequences, size):
-    """Counts of each error kind over `sequences` (dicts of gt/pred boxes, presence) on a size×size canvas."""
+def match_frame(s, t):
+    """Frame t of sequence `s` as `classify` and `two_digit_failures` match it: (ids, gt, pred_slots, pred, iou,
+    pairs), the visible digits' slots and boxes, the present objects' slots and boxes, their IoU [G_t, P_t] and the
+    Hungarian method's pairs on IoU (ground-truth row, object row) that overlap at all."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
     from evaluation import tracking_metrics
+
+    ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
+    gt = [s["gt_boxes"][t, j] for j in ids]
+    pred_slots = [n for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
+    pred = [s["pred_boxes"][t, n] for n in pred_slots]
+    iou = tracking_metrics.box_ious(gt, pred) if gt and pred else np.zeros([len(gt), len(pred)])
+    rows, cols = linear_sum_assignment(-iou)
+    return ids, gt, pred_slots, pred, iou, [(r, q) for r, q in zip(rows, cols) if iou[r, q] > 0]
+
+
+def classify(sequences, size):
+    """Counts of each error kind over `sequences` (dicts of gt/pred boxes, presence) on a size×size canvas."""
+    import numpy as np
 
     c = {key: 0 for key in ("gt", "tp", "loc", "unmatched", "pure_fp", "loc_edge", "edge", "loc_two", "two",
                             "loc_larger", "loc_smaller", "loc_offset", "loc_lagging", "loc_moved")}
@@ -138,16 +153,8 @@ def classify(sequences, size):
         c[f"{key}_by_place"] = dict.fromkeys(PLACES, 0)
     for s in sequences:
         for t in range(frames):
-            ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
-            gt = [s["gt_boxes"][t, j] for j in ids]
-            pred_slots = [n for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
-            pred = [s["pred_boxes"][t, n] for n in pred_slots]
+            ids, gt, pred_slots, pred, iou, pairs = match_frame(s, t)  # iou [G_t, P_t]
             c["gt"] += len(gt)
-            pairs = []
-            if gt and pred:
-                iou = tracking_metrics.box_ious(gt, pred)  # [G_t, P_t]
-                rows, cols = linear_sum_assignment(-iou)
-                pairs = [(r, q) for r, q in zip(rows, cols) if iou[r, q] > 0]
             c["unmatched"] += len(gt) - len(pairs)
             pair_of = dict(pairs)  # ground-truth row → its object
             for r, g in enumerate(gt):
@@ -213,7 +220,7 @@ TOUCHES = 0.1  # IoU at which an object counts as reaching into a digit
 def two_digit_failures(sequences):
     """What the objects do where a digit of a two-digit frame fails (no object, or its object at IoU < 0.5).
 
-    The per-frame matching is `classify`'s (the Hungarian method on IoU, any overlap). Each failed digit's frame is
+    The per-frame matching is `classify`'s (`match_frame`). Each failed digit's frame is
     put in the first of TWO_DIGIT_CASES that holds: the frame has fewer present objects than digits and one object
     reaches into both digits (IoU ≥ TOUCHES with each), or fewer objects at all; two objects sit on the other digit
     (IoU ≥ ON_DIGIT with it, their best digit), so this one is left over though the count is right; the digit is
@@ -224,22 +231,15 @@ def two_digit_failures(sequences):
     "cases": {(case, "overlapping" | "apart"): failed digits}}; frames with more digits are left out.
     """
     import numpy as np
-    from scipy.optimize import linear_sum_assignment
-
-    from evaluation import tracking_metrics
 
     out = {"one": [0, 0], "two": [0, 0],
            "cases": {(case, kind): 0 for case in TWO_DIGIT_CASES for kind in ("overlapping", "apart")}}
     for s in sequences:
         for t in range(s["gt_boxes"].shape[0]):
-            ids = [j for j in range(s["gt_boxes"].shape[1]) if s["gt_present"][t, j]]
+            ids, gt, _, pred, iou, pairs = match_frame(s, t)  # iou [G_t, P_t]
             if not 1 <= len(ids) <= 2:
                 continue
-            gt = [s["gt_boxes"][t, j] for j in ids]
-            pred = [s["pred_boxes"][t, n] for n in range(s["pred_boxes"].shape[1]) if s["pred_present"][t, n] > 0.5]
-            iou = tracking_metrics.box_ious(gt, pred) if pred else np.zeros([len(gt), 0])  # [G_t, P_t]
-            rows, cols = linear_sum_assignment(-iou)
-            good = {r for r, q in zip(rows, cols) if iou[r, q] >= 0.5}
+            good = {r for r, q in pairs if iou[r, q] >= 0.5}
             tally = out["one" if len(gt) == 1 else "two"]
             tally[0] += len(gt) - len(good)
             tally[1] += len(gt)

@@ -210,9 +210,10 @@ def classify(sequences, size):
     return c
 
 
+FAINT = 10  # A digit with fewer pixels ≥ INK_LEVEL than this is faint (`two_digit_failures`; an INK_BINS edge).
 TWO_DIGIT_CASES = ("fewer objects than digits, one over both", "fewer objects than digits",
-                   "both objects on the other digit", "faint digit (< 10 px ≥ 0.5)", "an object straddles both",
-                   "other")
+                   "both objects on the other digit", f"faint digit (< {FAINT} px ≥ {INK_LEVEL})",
+                   "an object straddles both", "other")
 ON_DIGIT = 0.3  # IoU at which an object counts as on a digit (`two_digit_failures`)
 TOUCHES = 0.1  # IoU at which an object counts as reaching into a digit
 
@@ -224,7 +225,7 @@ def two_digit_failures(sequences):
     put in the first of TWO_DIGIT_CASES that holds: the frame has fewer present objects than digits and one object
     reaches into both digits (IoU ≥ TOUCHES with each), or fewer objects at all; two objects sit on the other digit
     (IoU ≥ ON_DIGIT with it, their best digit), so this one is left over though the count is right; the digit is
-    faint (fewer than 10 pixels ≥ INK_LEVEL, when the sequences carry `gt_ink`); an object reaches into both
+    faint (fewer than FAINT pixels ≥ INK_LEVEL, when the sequences carry `gt_ink`); an object reaches into both
     digits; anything else. Each case is split by whether the two digits' boxes overlap (a crossing).
 
     Returns {"one": (failed, digits) of one-digit frames, "two": (failed, digits) of two-digit frames,
@@ -249,7 +250,7 @@ def two_digit_failures(sequences):
                 other = 1 - r
                 both = bool(pred) and bool(np.any((iou[r] >= TOUCHES) & (iou[other] >= TOUCHES)))
                 on_other = np.sum((iou[other] >= ON_DIGIT) & (iou[other] >= iou[r]))
-                faint = "gt_ink" in s and s["gt_ink"][t, ids[r]] < 10
+                faint = "gt_ink" in s and s["gt_ink"][t, ids[r]] < FAINT
                 case = (TWO_DIGIT_CASES[0] if len(pred) < 2 and both else TWO_DIGIT_CASES[1] if len(pred) < 2
                         else TWO_DIGIT_CASES[2] if on_other >= 2 else TWO_DIGIT_CASES[3] if faint
                         else TWO_DIGIT_CASES[4] if both else TWO_DIGIT_CASES[5])
